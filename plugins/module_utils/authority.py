@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A CA kept in a PKI directory on the controller.
+
+For CA role ``ca`` (``client_ca`` uses the prefix ``ca-client``) the directory
+holds:
+
+* ``ca.crt``: the trust bundle installed on hosts as ``ca.crt``: the current
+  root first, then earlier roots kept for a rotation;
+* ``ca.key``: the signing key (mode 0600, encrypted when a passphrase is set);
+* ``ca.signer.pem``: the signing CA certificate followed by its intermediates
+  (for a generated CA, the CA itself);
+* ``ca.index.txt``: every certificate this CA issued (see ``ledger.py``).
+
+Every change to those files happens under an exclusive lock on the directory
+and as one journaled set, so two runs at once cannot fork the CA.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+
+KEY_FILE_MODE = 0o600
+
+
+def paths(pki_dir, role):
+    """File paths of a CA role inside a PKI directory."""
+    if role not in rules.CA_ROLES:
+        raise CrdbTlsError("CA role %r is not known (use one of: %s)" % (role, ", ".join(sorted(rules.CA_ROLES))))
+    base = rules.CA_ROLES[role][:-len(rules.CERT_SUFFIX)]
+    return {
+        "bundle": os.path.join(pki_dir, base + rules.CERT_SUFFIX),
+        "key": os.path.join(pki_dir, base + rules.KEY_SUFFIX),
+        "signer": os.path.join(pki_dir, base + ".signer.pem"),
+        "index": os.path.join(pki_dir, base + ".index.txt"),
+        "bundle_name": rules.CA_ROLES[role],
+    }
+
+
+def load(pki_dir, role, passphrase=None, now=None):
+    """The CA of ``role`` in ``pki_dir``, ready to sign, with its trust bundle."""
+    p = paths(pki_dir, role)
+    for what in ("signer", "key", "bundle"):
+        if not os.path.exists(p[what]):
+            raise CrdbTlsError("CA %s: %s does not exist; create the CA first with crdb.tls.ca "
+                               "(path=%s, role=%s)" % (role, p[what], pki_dir, role))
+    bundle = pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
+    ca = pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
+                     p["signer"], p["key"], passphrase=passphrase, roots_data=None, now=now) \
+        if _signer_is_root(p) else \
+        pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
+                    p["signer"], p["key"], passphrase=passphrase,
+                    roots_data=pki.certificates_pem(bundle), roots_source=p["bundle"], now=now)
+    ca.roots = bundle
+    return ca
+
+
+def _signer_is_root(p):
+    certs = pki.load_certificates(fileio.read_file(p["signer"], "CA certificate"), p["signer"])
+    return len(certs) == 1 and certs[0].issuer == certs[0].subject
+
+
+def _existing(p, passphrase, now):
+    """``(state, reasons)``: state is a dict of what is there, reasons why it cannot stay."""
+    state = {"bundle": [], "signer": None, "key_data": None, "key": None}
+    reasons = []
+    if os.path.exists(p["bundle"]):
+        try:
+            state["bundle"] = pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
+        except CrdbTlsError as exc:
+            reasons.append("trust bundle unreadable: %s" % exc)
+    if not os.path.exists(p["signer"]) or not os.path.exists(p["key"]):
+        reasons.append("no CA yet in %s" % os.path.dirname(p["signer"]))
+        return state, reasons
+    try:
+        signer_chain = pki.load_certificates(fileio.read_file(p["signer"], "CA certificate"), p["signer"])
+        state["signer"] = signer_chain
+    except CrdbTlsError as exc:
+        reasons.append("CA certificate unreadable: %s" % exc)
+        return state, reasons
+    state["key_data"] = fileio.read_file(p["key"], "CA key")
+    try:
+        state["key"] = pki.load_private_key(state["key_data"], p["key"], passphrase)
+    except CrdbTlsError as exc:
+        reasons.append("CA key unreadable: %s" % exc)
+        return state, reasons
+    if not pki.keys_match(signer_chain[0], state["key"]):
+        reasons.append("CA key %s does not match %s" % (p["key"], p["signer"]))
+    problems = pki.ca_certificate_problems(signer_chain[0], p["signer"], now)
+    reasons.extend(problems)
+    return state, reasons
+
+
+def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src_passphrase=None,
+           common_name=None, organization=rules.DEFAULT_ORGANIZATION, lifetime=None,
+           key_type=pki.DEFAULT_KEY_TYPE, key_size=None, renew_before=None, force=False,
+           keep_previous=True, check_mode=False, now=None):
+    """Make sure ``pki_dir`` holds a usable CA of ``role``; returns a result dict.
+
+    Without ``cert_src`` the CA is generated here (and rotated only when it is
+    missing, broken, expired or within ``renew_before``, or when ``force``).
+    With ``cert_src``/``key_src`` a provided CA (root or intermediate) is
+    vetted and imported. The previous roots stay in the bundle after the new
+    one when ``keep_previous`` (the CA rotation bundle), expired ones dropped.
+    """
+    now = now or pki.utcnow()
+    fileio.require_dir(pki_dir, "PKI directory")
+    p = paths(pki_dir, role)
+    renew_before = pki.parse_duration(renew_before, "renew_before")
+    if common_name is None:
+        common_name = rules.DEFAULT_CLIENT_CA_COMMON_NAME if role == "client_ca" else rules.DEFAULT_CA_COMMON_NAME
+    provided = None
+    if cert_src or key_src:
+        if not (cert_src and key_src):
+            raise CrdbTlsError("cert_src and key_src go together: a provided CA needs both its certificate and key")
+        key_data = fileio.read_file(key_src, "CA key")
+        provided = pki.load_ca(fileio.read_file(cert_src, "CA certificate"), key_data, cert_src, key_src,
+                               passphrase=src_passphrase, now=now)
+        provided_key_data = key_data
+    else:
+        pki.check_key_spec(key_type, key_size)
+
+    with fileio.dir_lock(pki_dir):
+        state, reasons = _existing(p, passphrase if provided is None else src_passphrase, now)
+        current = state["signer"][0] if state["signer"] else None
+        if provided is not None:
+            if current is None or pki.fingerprint(current) != pki.fingerprint(provided.certificate):
+                reasons.append("provided CA %s (%s) is not the current one"
+                               % (provided.certificate.subject.rfc4514_string(), cert_src))
+            new_signer_chain = [provided.certificate] + provided.chain
+            new_roots = provided.roots
+        else:
+            broken = [r for r in reasons if not r.startswith("no CA yet") and " expired on " not in r]
+            if broken and not force:
+                raise CrdbTlsError("the CA in %s cannot be used and will not be replaced without force=true "
+                                   "(replacing it invalidates every certificate it issued): %s"
+                                   % (pki_dir, "; ".join(broken)))
+            if not reasons and renew_before and current is not None:
+                why = pki.renewal_reason(current, renew_before, now)
+                if why:
+                    reasons.append("CA %s" % why)
+            if force:
+                reasons.append("forced")
+            new_signer_chain, new_roots = None, None
+        rotate = bool(reasons)
+        key_pem = None
+        if rotate and provided is None:
+            key = pki.generate_key(key_type, key_size)
+            cert = pki.generate_ca(key, common_name, organization, lifetime, now)
+            key_pem = pki.private_key_pem(key, passphrase)
+            new_signer_chain, new_roots = [cert], [cert]
+        elif rotate:
+            key_pem = provided_key_data
+        if rotate:
+            bundle = list(new_roots)
+            if keep_previous:
+                new_fps = set(pki.fingerprint(c) for c in bundle)
+                bundle += [c for c in state["bundle"]
+                           if pki.fingerprint(c) not in new_fps and pki.not_after(c) > now]
+        else:
+            new_signer_chain = state["signer"]
+            bundle = state["bundle"]
+            if not bundle or pki.fingerprint(bundle[0]) != pki.fingerprint(_root_of(state["signer"], bundle)):
+                # The bundle must start with the current root; repair it.
+                root = _root_of(state["signer"], bundle)
+                bundle = [root] + [c for c in bundle if pki.fingerprint(c) != pki.fingerprint(root)]
+                reasons.append("trust bundle %s does not start with the current CA" % p["bundle"])
+        bundle_pem = pki.certificates_pem(bundle)
+        current_bundle = fileio.read_optional(p["bundle"])
+        files = fileio.FileSet(pki_dir)
+        if rotate:
+            files.add(os.path.basename(p["key"]), key_pem, KEY_FILE_MODE)
+            files.add(os.path.basename(p["signer"]), pki.certificates_pem(new_signer_chain), rules.CERT_MODE)
+        if current_bundle != bundle_pem:
+            files.add(os.path.basename(p["bundle"]), bundle_pem, rules.CERT_MODE)
+        for path in (p["key"],):
+            if os.path.exists(path) and not rotate and fileio.file_state(path)[0] & 0o077:
+                reasons.append("mode of %s is %04o, want 0600" % (path, fileio.file_state(path)[0]))
+                if not check_mode:
+                    os.chmod(path, KEY_FILE_MODE)
+        if len(files) and not check_mode:
+            files.commit(locked=True)
+    signer = new_signer_chain[0]
+    return {
+        "changed": bool(len(files)) or bool(reasons),
+        "rotated": rotate,
+        "reasons": reasons,
+        "role": role,
+        "cert": p["signer"],
+        "key": p["key"],
+        "bundle": p["bundle"],
+        "index": p["index"],
+        "bundle_name": p["bundle_name"],
+        "subject": signer.subject.rfc4514_string(),
+        "serial": pki.serial_hex(signer),
+        "not_after": pki.not_after(signer).isoformat(),
+        "fingerprint_sha256": pki.fingerprint(signer),
+        "is_intermediate": not (signer.issuer == signer.subject),
+        "bundle_subjects": [c.subject.rfc4514_string() for c in bundle],
+        "bundle_fingerprints": [pki.fingerprint(c) for c in bundle],
+        "diff": {
+            "before": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16]
+                                  for c in state["bundle"]]},
+            "after": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in bundle]},
+        },
+    }
+
+
+def _root_of(signer_chain, bundle):
+    last = signer_chain[-1]
+    if last.issuer == last.subject:
+        return last
+    for cert in bundle:
+        if pki.issued_by(last, cert):
+            return cert
+    raise CrdbTlsError("the CA %s has no root in its trust bundle" % last.subject.rfc4514_string())
