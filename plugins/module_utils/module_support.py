@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every crdb.tls module does the same way: check for cryptography, turn errors into failures."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.crdb.tls.plugins.module_utils import pki
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+
+
+def require_cryptography(module):
+    if not pki.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"),
+                         exception="".join(traceback.format_exception_only(
+                             type(pki.CRYPTOGRAPHY_IMPORT_ERROR), pki.CRYPTOGRAPHY_IMPORT_ERROR)))
+
+
+def run(module, function):
+    """Run ``function(module)``; a CrdbTlsError becomes a failure with its message."""
+    require_cryptography(module)
+    try:
+        result = function(module)
+    except CrdbTlsError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)

@@ -1,0 +1,268 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: ca
+short_description: Generate, import and rotate the CA of a CockroachDB cluster
+version_added: 0.1.0
+description:
+  - Keeps a CockroachDB CA in a PKI directory, normally on the Ansible controller.
+  - Without O(cert_src), generates a CA as C(cockroach cert create-ca) does (RSA 2048, CN=Cockroach CA,
+    O=Cockroach, CA:TRUE with path length 1, 87840h) the first time, and leaves it alone afterwards.
+  - With O(cert_src) and O(key_src), vets an organisational CA (root or intermediate) and imports it.
+    Refused are a certificate that is not a CA, a key that does not match, an expired CA, SHA-1 or MD5
+    signatures and RSA keys below 2048 bits; the message names the file at fault.
+  - The directory then holds C(ca.crt) (the trust bundle to install on hosts, newest root first),
+    C(ca.key) (the signing key, mode 0600), C(ca.signer.pem) (the signing CA followed by its
+    intermediates) and C(ca.index.txt) (every certificate issued, in OpenSSL's index format).
+    With O(role=client_ca) the prefix is C(ca-client) instead of C(ca), for split-CA clusters.
+  - A new CA (rotation, O(force=true), or a different provided CA) is put first in the trust bundle
+    and earlier unexpired roots are kept after it when O(keep_previous=true), so nodes trust both
+    while certificates are re-issued.
+  - All changes happen under an exclusive lock on O(path), so two runs at once cannot fork the CA.
+  - The CA key never leaves O(path); nothing this module returns contains key material.
+author:
+  - crdb.tls contributors
+requirements:
+  - cryptography >= 41.0 on the host the module runs on (normally the controller)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff lists the trust bundle's subjects and fingerprints before and after.
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The PKI directory that holds the CA. It must exist; keep it private (mode 0700).
+    type: path
+    required: true
+  role:
+    description:
+      - V(ca) is the CA whose bundle is installed as C(ca.crt) and which signs node certificates
+        (and client certificates unless the cluster splits CAs).
+      - V(client_ca) is the CA installed as C(ca-client.crt) that signs C(client.node.crt) and client
+        certificates in a split-CA cluster.
+    type: str
+    choices: [ca, client_ca]
+    default: ca
+  cert_src:
+    description:
+      - A provided CA certificate (PEM) to import instead of generating one.
+      - The signing CA comes first; when it is an intermediate, its issuers up to the self-signed root
+        follow it in the same file.
+    type: path
+  key_src:
+    description:
+      - The provided CA's private key (PEM). Required with O(cert_src).
+    type: path
+  src_passphrase:
+    description:
+      - Passphrase of O(key_src). The key is kept encrypted in O(path); pass the same passphrase as
+        O(crdb.tls.certificate#module:ca_passphrase) when issuing.
+    type: str
+  passphrase:
+    description:
+      - Encrypt a generated CA key with this passphrase.
+    type: str
+  common_name:
+    description:
+      - Common name of a generated CA. Defaults to C(Cockroach CA), or C(Cockroach Client CA) for
+        O(role=client_ca).
+    type: str
+  organization:
+    description:
+      - Organisation (O) of a generated CA.
+    type: str
+    default: Cockroach
+  lifetime:
+    description:
+      - Lifetime of a generated CA, as hours (V(87840h)) or with a unit (V(3650d), V(10y)).
+    type: str
+    default: 87840h
+  key_type:
+    description:
+      - Key algorithm of a generated CA.
+    type: str
+    choices: [rsa, ecdsa]
+    default: rsa
+  key_size:
+    description:
+      - RSA modulus (2048, 3072, 4096) or ECDSA curve size (256 for P-256, 384 for P-384).
+      - Defaults to 2048 for RSA and 256 for ECDSA.
+    type: int
+  renew_before:
+    description:
+      - Rotate a generated CA once it expires within this window (for example V(30d)).
+      - By default a CA is only replaced when it is missing or expired, or with O(force=true).
+    type: str
+  force:
+    description:
+      - Generate a new CA even though the current one is fine (CA rotation), or replace a broken one.
+    type: bool
+    default: false
+  keep_previous:
+    description:
+      - Keep earlier unexpired roots in the trust bundle after the new one.
+    type: bool
+    default: true
+seealso:
+  - module: crdb.tls.certificate
+  - module: crdb.tls.certs_info
+  - name: Create Security Certificates using a Custom CA
+    description: The CockroachDB page this collection implements.
+    link: https://www.cockroachlabs.com/docs/stable/create-security-certificates-custom-ca
+"""
+
+EXAMPLES = r"""
+- name: Create the cluster CA on the controller (once; later runs change nothing)
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+  delegate_to: localhost
+  run_once: true
+
+- name: Import the organisation's intermediate CA (intermediate first, then the root)
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    cert_src: /secure/org-intermediate-chain.pem
+    key_src: /secure/org-intermediate.key
+    src_passphrase: "{{ vault_org_ca_passphrase }}"
+
+- name: A separate CA for client certificates (split-CA layout)
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    role: client_ca
+
+- name: Rotate the CA; ca.crt becomes a bundle of the new and the old root
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    force: true
+"""
+
+RETURN = r"""
+cert:
+  description: Path of the signing CA certificate followed by its intermediates.
+  returned: success
+  type: str
+  sample: /srv/crdb-pki/ca.signer.pem
+key:
+  description: Path of the CA key (never its content).
+  returned: success
+  type: str
+  sample: /srv/crdb-pki/ca.key
+bundle:
+  description: Path of the trust bundle to install on hosts.
+  returned: success
+  type: str
+  sample: /srv/crdb-pki/ca.crt
+bundle_name:
+  description: The name the bundle takes in a certs dir.
+  returned: success
+  type: str
+  sample: ca.crt
+index:
+  description: Path of the record of issued certificates (OpenSSL index format).
+  returned: success
+  type: str
+  sample: /srv/crdb-pki/ca.index.txt
+subject:
+  description: Subject of the signing CA.
+  returned: success
+  type: str
+  sample: CN=Cockroach CA,O=Cockroach
+serial:
+  description: Serial number of the signing CA, hex.
+  returned: success
+  type: str
+  sample: 5F3A...
+not_after:
+  description: Expiry of the signing CA (ISO 8601, UTC).
+  returned: success
+  type: str
+  sample: "2036-12-06T18:44:28+00:00"
+fingerprint_sha256:
+  description: SHA-256 fingerprint of the signing CA certificate, lower-case hex.
+  returned: success
+  type: str
+is_intermediate:
+  description: Whether the signing CA is an intermediate (leaf files then carry the intermediates).
+  returned: success
+  type: bool
+bundle_subjects:
+  description: Subjects of the certificates in the trust bundle, newest first.
+  returned: success
+  type: list
+  elements: str
+bundle_fingerprints:
+  description: SHA-256 fingerprints of the certificates in the trust bundle, in bundle order.
+  returned: success
+  type: list
+  elements: str
+rotated:
+  description: Whether a new CA was generated or imported.
+  returned: success
+  type: bool
+reasons:
+  description: Why anything changed (empty when nothing did).
+  returned: success
+  type: list
+  elements: str
+  sample: ["no CA yet in /srv/crdb-pki"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.crdb.tls.plugins.module_utils import authority, module_support
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
+            cert_src=dict(type="path"),
+            key_src=dict(type="path"),
+            src_passphrase=dict(type="str", no_log=True),
+            passphrase=dict(type="str", no_log=True),
+            common_name=dict(type="str"),
+            organization=dict(type="str", default="Cockroach"),
+            lifetime=dict(type="str", default="87840h"),
+            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
+            key_size=dict(type="int"),
+            renew_before=dict(type="str"),
+            force=dict(type="bool", default=False),
+            keep_previous=dict(type="bool", default=True),
+        ),
+        required_together=[["cert_src", "key_src"]],
+        supports_check_mode=True,
+    )
+
+    def ensure(module):
+        p = module.params
+        result = authority.ensure(
+            p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
+            key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
+            organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
+            key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
+            keep_previous=p["keep_previous"], check_mode=module.check_mode)
+        diff = result.pop("diff")
+        if module._diff:
+            result["diff"] = diff
+        return result
+
+    module_support.run(module, ensure)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: certs_info
+short_description: Read a CockroachDB certs dir as a node does and report its problems
+version_added: 0.1.0
+description:
+  - Reads a certs dir with CockroachDB's own rules and reports each certificate as
+    C(cockroach cert list) does (usage, file, key file, expiry, notes), plus a list of problems that would
+    make a node or client fail, each naming the file at fault.
+  - Problems found are file names CockroachDB would skip; unreadable or non-certificate PEM blocks;
+    missing, unreadable or mismatched keys; key permissions beyond CockroachDB's rule (at most 0700, or
+    0740 for a root-owned key whose group is the process user's primary group) for O(process_user);
+    chains that do not verify against the right CA for the layout (C(node.crt) against C(ca.crt); client
+    certificates, C(client.node.crt) included, against C(ca-client.crt) when present, else C(ca.crt));
+    intermediates out of order; CN rules (CN=node, CN=<user>); wrong extended key usage; expected hosts
+    missing from the SANs; CA keys present in the certs dir; expiry within O(min_remaining); and an
+    update that was interrupted.
+  - A C(ui.crt) from a public CA is not expected to chain to the cluster CA and is not reported for that.
+  - Never changes anything.
+author:
+  - crdb.tls contributors
+requirements:
+  - Python 3 and cryptography >= 41.0 on the host the module runs on (Debian and Ubuntu package
+    C(python3-cryptography), RHEL C(python3-cryptography)).
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.info_module
+attributes:
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The certs dir, as given to C(cockroach start --certs-dir).
+    type: path
+    required: true
+  process_user:
+    description:
+      - User (name or uid) the C(cockroach) process runs as; its primary group decides whether a
+        root-owned 0740 key is allowed. Defaults to the owner of O(path).
+    type: str
+  layout:
+    description:
+      - Require the files of this layout. By default the layout is read from the files present.
+    type: str
+    choices: [standard, split_node, split_ca]
+  expected_hosts:
+    description:
+      - Names and addresses that must be in the SANs of C(node.crt).
+    type: list
+    elements: str
+    default: []
+  expected_ui_hosts:
+    description:
+      - Names and addresses that must be in the SANs of C(ui.crt).
+    type: list
+    elements: str
+    default: []
+  min_remaining:
+    description:
+      - Report certificates that expire within this window (for example V(30d)) as problems.
+    type: str
+    default: 0h
+  fail_on_problems:
+    description:
+      - Fail the task when any problem is found.
+    type: bool
+    default: false
+seealso:
+  - module: crdb.tls.certificate
+"""
+
+EXAMPLES = r"""
+- name: Check a node's certs dir by CockroachDB's rules
+  crdb.tls.certs_info:
+    path: /var/lib/cockroach/certs
+    process_user: cockroach
+    expected_hosts: ["{{ inventory_hostname }}", "{{ ansible_host }}"]
+    min_remaining: 30d
+    fail_on_problems: true
+  register: certs
+
+- name: Show it as cockroach cert list would
+  ansible.builtin.debug:
+    msg: "{{ certs.table.split('\n') }}"
+"""
+
+RETURN = r"""
+certificates:
+  description: One entry per certificate file CockroachDB would load.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    usage:
+      description: What CockroachDB uses the file for (CA, Client CA, Node, UI, Client...).
+      type: str
+    file:
+      description: Certificate file name.
+      type: str
+    key_file:
+      description: Key file name (empty for CA files).
+      type: str
+    expires:
+      description: Expiry as C(cockroach cert list) prints it.
+      type: str
+    not_after:
+      description: Expiry, ISO 8601 UTC.
+      type: str
+    days_left:
+      description: Whole days until expiry.
+      type: int
+    notes:
+      description: Number of certificates, addresses, user.
+      type: str
+    error:
+      description: The problems of this file, joined, or empty.
+      type: str
+    serial:
+      description: Serial of the first certificate, hex.
+      type: str
+    subject:
+      description: Subject of the first certificate.
+      type: str
+    sans:
+      description: SANs of the first certificate.
+      type: list
+      elements: str
+    fingerprint_sha256:
+      description: SHA-256 fingerprint of the first certificate.
+      type: str
+  sample:
+    - usage: Node
+      file: node.crt
+      key_file: node.key
+      expires: "2031/12/03 18:44"
+      notes: "num certs: 1, addresses: node1,127.0.0.1"
+      error: ""
+problems:
+  description: Every problem found, each starting with the file at fault.
+  returned: success
+  type: list
+  elements: str
+  sample: ["node.key: key node.key: mode 0644 exceeds -rwx------"]
+ok:
+  description: True when no problem was found.
+  returned: success
+  type: bool
+layout:
+  description: The layout checked (given, or read from the files present).
+  returned: success
+  type: str
+  sample: standard
+table:
+  description: The certificates as a C(cockroach cert list) table.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.crdb.tls.plugins.module_utils import certsdir, module_support
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            process_user=dict(type="str"),
+            layout=dict(type="str", choices=["standard", "split_node", "split_ca"]),
+            expected_hosts=dict(type="list", elements="str", default=[]),
+            expected_ui_hosts=dict(type="list", elements="str", default=[]),
+            min_remaining=dict(type="str", default="0h"),
+            fail_on_problems=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+
+    def info(module):
+        p = module.params
+        report = certsdir.inspect(p["path"], process_user=p["process_user"], expected_hosts=p["expected_hosts"],
+                                  expected_ui_hosts=p["expected_ui_hosts"], min_remaining=p["min_remaining"],
+                                  layout=p["layout"])
+        result = {
+            "changed": False,
+            "certificates": report["entries"],
+            "problems": report["problems"],
+            "ok": not report["problems"],
+            "layout": report["layout"],
+            "table": certsdir.format_table(report),
+        }
+        if p["fail_on_problems"] and report["problems"]:
+            module.fail_json(msg="%d problem(s) in %s: %s" % (len(report["problems"]), p["path"],
+                                                              "; ".join(report["problems"])), **result)
+        return result
+
+    module_support.run(module, info)
+
+
+if __name__ == "__main__":
+    main()
