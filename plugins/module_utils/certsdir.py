@@ -47,8 +47,15 @@ def process_gid_for(user, certs_dir):
 
 
 def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts=None,
-            min_remaining=None, layout=None, now=None):
-    """Entries and problems of a certs dir; see the module ``crdb.tls.certs_info``."""
+            min_remaining=None, layout=None, now=None, purpose="node"):
+    """Entries and problems of a certs dir; see the module ``crdb.tls.certs_info``.
+
+    ``purpose`` is ``node`` for a node's certs dir, ``client`` for a SQL
+    client's: a client dir needs no node files, and in the split-CA layout its
+    client certificates cannot be verified there (the client CA is not in it).
+    """
+    if purpose not in ("node", "client"):
+        raise CrdbTlsError("purpose %r must be node or client" % (purpose,))
     now = now or pki.utcnow()
     min_remaining = pki.parse_duration(min_remaining, "min_remaining") or datetime.timedelta(0)
     if layout is not None:
@@ -98,7 +105,7 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
                             "split_node" if "client.node.crt" in present else "standard")
     else:
         report["layout"] = layout
-        for required in rules.layout_files(layout):
+        for required in rules.layout_files(layout) if purpose == "node" else ("ca.crt",):
             if required not in present:
                 problems.append("%s: missing (required by the %s layout)" % (required, layout))
 
@@ -114,7 +121,10 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
         else:
             key_file = rules.key_name(name)
             own.extend(_key_problems(certs_dir, key_file, certs[0], process_gid))
-            own.extend(_leaf_problems(name, kind, qualifier, certs, present, bundles,
+            unverifiable = (purpose == "client" and layout == "split_ca" and kind == rules.KIND_CLIENT
+                            and "ca-client.crt" not in present)
+            own.extend(_leaf_problems(name, kind, qualifier, certs, present,
+                                      None if unverifiable else bundles,
                                       expected_hosts if kind == rules.KIND_NODE else
                                       expected_ui_hosts if kind == rules.KIND_UI else None,
                                       min_remaining, now))
@@ -156,9 +166,9 @@ def _leaf_problems(name, kind, user, certs, present, bundles, expected_hosts, mi
     if order:
         out.append("intermediates out of order: %s" % order)
     ca_file = rules.verifying_ca_file(kind, user, present)
-    trust = bundles.get(ca_file)
+    trust = bundles.get(ca_file) if bundles is not None else None
     if trust is None:
-        if kind != rules.KIND_UI:
+        if kind != rules.KIND_UI and bundles is not None:
             out.append("no %s in the certs dir to verify it" % ca_file)
     else:
         problem = pki.verify_chain(leaf, certs[1:], trust, now)

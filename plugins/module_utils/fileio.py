@@ -26,6 +26,7 @@ import pwd
 import stat
 import time
 
+from ansible_collections.crdb.tls.plugins.module_utils import rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 TMP_PREFIX = ".crdb-tls."
@@ -54,6 +55,11 @@ def resolve_gid(group):
         return grp.getgrnam(group).gr_gid
     except KeyError:
         raise CrdbTlsError("group %r: no such group on this host" % group)
+
+
+def key_mode_for(key_owner, key_group):
+    """The mode a key gets: 0640 when root-owned with a non-root group (CockroachDB's exception), else 0600."""
+    return rules.key_install_mode(resolve_uid(key_owner) == 0 and resolve_gid(key_group) not in (-1, 0))
 
 
 def read_file(path, what="file"):

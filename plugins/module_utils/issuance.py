@@ -123,7 +123,7 @@ def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, rene
     key_name = rules.key_name(cert_name)
     key_owner = owner if key_owner is None else key_owner
     key_group = group if key_group is None else key_group
-    key_mode = rules.key_install_mode(fileio.resolve_uid(key_owner) == 0 and key_group not in (None, "", "root", 0))
+    key_mode = fileio.key_mode_for(key_owner, key_group)
 
     chain, key, cert_reasons, key_reasons = _current_state(certs_dir, spec, ca, key_spec, renew_before, now)
     if public_key is not None:
@@ -169,6 +169,8 @@ def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, rene
     wanted_attrs = [(cert_name, rules.CERT_MODE, owner, group)]
     if public_key is None:
         wanted_attrs.append((key_name, key_mode, key_owner, key_group))
+        if pkcs8:
+            wanted_attrs.append((rules.pkcs8_name(cert_name), key_mode, key_owner, key_group))
     if ca_bundle is not None:
         wanted_attrs.append((ca_bundle[0], rules.CERT_MODE, owner, group))
     for name, mode, fowner, fgroup in wanted_attrs:

@@ -534,7 +534,9 @@ def build_spec(profile, user=None, hosts=None, common_name=None,
     else:
         dns = [n.value for n in names if isinstance(n, x509.DNSName)]
         cn = dns[0] if dns else str(names[0].value)
-    lifetime = parse_duration(lifetime, "lifetime") or rules.DEFAULT_LEAF_LIFETIME
+    lifetime = parse_duration(lifetime, "lifetime")
+    if lifetime is None:
+        lifetime = rules.DEFAULT_LEAF_LIFETIME
     if lifetime <= datetime.timedelta(0):
         raise CrdbTlsError("lifetime %r must be positive" % (lifetime,))
     if ocsp_url is not None and not re.match(r"^https?://[^\s/]+", ocsp_url):
@@ -663,7 +665,11 @@ def generate_ca(key, common_name=rules.DEFAULT_CA_COMMON_NAME, organization=rule
                 lifetime=None, now=None, path_length=1):
     """A self-signed CA certificate for ``key`` (CA:TRUE, pathlen 1, as ``cockroach cert``)."""
     now = now or utcnow()
-    lifetime = parse_duration(lifetime, "lifetime") or rules.DEFAULT_CA_LIFETIME
+    lifetime = parse_duration(lifetime, "lifetime")
+    if lifetime is None:
+        lifetime = rules.DEFAULT_CA_LIFETIME
+    if lifetime <= datetime.timedelta(0):
+        raise CrdbTlsError("lifetime %r must be positive" % (lifetime,))
     attrs = []
     if organization:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))

@@ -70,6 +70,13 @@ options:
       - Report certificates that expire within this window (for example V(30d)) as problems.
     type: str
     default: 0h
+  purpose:
+    description:
+      - V(node) for a CockroachDB node's certs dir, V(client) for a SQL client's (no node files needed; in the
+        split_ca layout client certificates are not verified there, since the client CA is not in it).
+    type: str
+    choices: [node, client]
+    default: node
   fail_on_problems:
     description:
       - Fail the task when any problem is found.
@@ -181,6 +188,7 @@ def main():
             expected_ui_hosts=dict(type="list", elements="str", default=[]),
             min_remaining=dict(type="str", default="0h"),
             fail_on_problems=dict(type="bool", default=False),
+            purpose=dict(type="str", choices=["node", "client"], default="node"),
         ),
         supports_check_mode=True,
     )
@@ -189,7 +197,7 @@ def main():
         p = module.params
         report = certsdir.inspect(p["path"], process_user=p["process_user"], expected_hosts=p["expected_hosts"],
                                   expected_ui_hosts=p["expected_ui_hosts"], min_remaining=p["min_remaining"],
-                                  layout=p["layout"])
+                                  layout=p["layout"], purpose=p["purpose"])
         result = {
             "changed": False,
             "certificates": report["entries"],

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Install a host's certificate files into its certs dir in one call, validated first.
+
+The new set is first assembled in a private staging directory inside the
+certs dir (CockroachDB skips subdirectories) with the final owners and modes,
+together with the files already there, and read back with the validator. Only
+when the files this call manages have no problem is the set written into the
+certs dir, as one journaled :class:`fileio.FileSet`. A set that fails
+validation changes nothing, so nothing is ever reloaded into a broken state.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+
+from ansible_collections.crdb.tls.plugins.module_utils import certsdir, fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+
+STAGING_PREFIX = ".crdb-tls-staging-"
+
+
+def _check_names(certificates, keys):
+    managed_certs = set()
+    for name in certificates:
+        classified = rules.classify(name)
+        if classified is None or classified[0] is None:
+            raise CrdbTlsError("refusing to install %r: not a certificate file name CockroachDB reads%s"
+                               % (name, "" if classified is None else " (%s)" % classified[2]))
+        managed_certs.add(name)
+    for name in keys:
+        cert = None
+        if name.endswith(rules.PKCS8_SUFFIX):
+            cert = name[:-len(rules.PKCS8_SUFFIX)] + rules.CERT_SUFFIX
+        elif name.endswith(rules.KEY_SUFFIX):
+            cert = name[:-len(rules.KEY_SUFFIX)] + rules.CERT_SUFFIX
+        if cert is None or rules.classify(cert) is None or rules.classify(cert)[0] in rules.CA_KINDS \
+                or rules.classify(cert)[0] is None:
+            raise CrdbTlsError("refusing to install %r: not the key of a certificate CockroachDB reads "
+                               "(CA keys never go to a certs dir)" % name)
+    return managed_certs
+
+
+def _wanted(certificates, keys, owner, group, key_owner, key_group):
+    key_owner = owner if key_owner is None else key_owner
+    key_group = group if key_group is None else key_group
+    key_mode = fileio.key_mode_for(key_owner, key_group)
+    wanted = []
+    for name in sorted(certificates):
+        wanted.append((name, certificates[name], rules.CERT_MODE, owner, group))
+    for name in sorted(keys):
+        wanted.append((name, keys[name], key_mode, key_owner, key_group))
+    return wanted
+
+
+def _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons):
+    if not os.path.isdir(dest):
+        if os.path.exists(dest):
+            raise CrdbTlsError("certs dir %s exists but is not a directory" % dest)
+        reasons.append("certs dir %s created" % dest)
+        if not check_mode:
+            parent = os.path.dirname(dest.rstrip("/"))
+            if parent and not os.path.isdir(parent):
+                os.makedirs(parent, 0o755)
+            os.mkdir(dest, 0o700)
+            os.chown(dest, fileio.resolve_uid(owner), fileio.resolve_gid(group))
+            os.chmod(dest, dir_mode)
+        return True
+    drift = _drift(dest, dir_mode, owner, group)
+    if drift:
+        reasons.append("certs dir %s: %s" % (dest, drift))
+        if not check_mode:
+            fileio.set_attributes(dest, dir_mode, owner, group)
+        return True
+    return False
+
+
+def _drift(path, mode, owner, group):
+    state = fileio.file_state(path)
+    if state is None:
+        return None
+    parts = []
+    if state[0] != mode:
+        parts.append("mode is %04o, want %04o" % (state[0], mode))
+    uid, gid = fileio.resolve_uid(owner), fileio.resolve_gid(group)
+    if uid != -1 and state[1] != uid:
+        parts.append("owner uid is %d, want %d" % (state[1], uid))
+    if gid != -1 and state[2] != gid:
+        parts.append("group gid is %d, want %d" % (state[2], gid))
+    return ", ".join(parts) or None
+
+
+def _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
+                     expected_ui_hosts, layout, purpose):
+    """Problems of the managed files in the set as it would be after the install."""
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest)
+    try:
+        os.chown(staging, fileio.resolve_uid(owner), fileio.resolve_gid(group))
+        incoming = set(w[0] for w in wanted)
+        for name in os.listdir(dest):
+            path = os.path.join(dest, name)
+            if name in incoming or name.startswith(".") or not os.path.isfile(path):
+                continue
+            target = os.path.join(staging, name)
+            shutil.copy2(path, target)
+            st = os.stat(path)
+            os.chown(target, st.st_uid, st.st_gid)
+        files = fileio.FileSet(staging)
+        for name, data, mode, fowner, fgroup in wanted:
+            files.add(name, data, mode, fowner, fgroup)
+        files.commit(locked=True)
+        report = certsdir.inspect(staging, process_user=process_user, expected_hosts=expected_hosts,
+                                  expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    names = managed | set(w[0] for w in wanted)
+    if layout and purpose == "node":
+        names |= set(rules.layout_files(layout))
+    return [p.replace(staging, dest) for p in report["problems"] if p.split(":", 1)[0] in names]
+
+
+def install(dest, certificates, keys, owner=None, group=None, key_owner=None, key_group=None, dir_mode=0o700,
+            process_user=None, expected_hosts=None, expected_ui_hosts=None, layout=None, validate=True,
+            check_mode=False, purpose="node"):
+    """Make ``dest`` hold exactly these files' contents, owners and modes; returns a result dict."""
+    if not os.path.isabs(dest):
+        raise CrdbTlsError("dest %r must be an absolute path" % dest)
+    managed = _check_names(certificates, keys)
+    wanted = _wanted(certificates, keys, owner, group, key_owner, key_group)
+    fingerprints = {}
+    for name in certificates:
+        try:
+            fingerprints[name] = pki.fingerprint(pki.load_certificates(certificates[name], name)[0])
+        except CrdbTlsError as exc:
+            raise CrdbTlsError("certificate %s to install is not valid: %s" % (name, exc))
+    reasons = []
+    _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    result = {"dest": dest, "reasons": reasons, "changed_files": [], "problems": [], "fingerprints": fingerprints}
+    if check_mode and not os.path.isdir(dest):
+        result["changed_files"] = [w[0] for w in wanted]
+        result["changed"] = True
+        return result
+    with fileio.dir_lock(dest):
+        if not check_mode:
+            done = fileio.recover(dest)
+            if done:
+                reasons.append("completed an interrupted update of %s" % ", ".join(done))
+        writes, fixes = [], []
+        for name, data, mode, fowner, fgroup in wanted:
+            path = os.path.join(dest, name)
+            current = fileio.read_optional(path) if os.path.isfile(path) else None
+            if current != data:
+                writes.append((name, data, mode, fowner, fgroup))
+                reasons.append("%s %s" % (name, "is missing" if current is None else "content differs"))
+                continue
+            drift = _drift(path, mode, fowner, fgroup)
+            if drift:
+                fixes.append((name, mode, fowner, fgroup))
+                reasons.append("%s: %s" % (name, drift))
+        if writes and validate and not check_mode:
+            problems = _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
+                                        expected_ui_hosts, layout, purpose)
+            if problems:
+                raise CrdbTlsError("refusing to install into %s, the new set would not work: %s"
+                                   % (dest, "; ".join(problems)))
+        if not check_mode:
+            if writes:
+                files = fileio.FileSet(dest)
+                for entry in writes:
+                    files.add(*entry)
+                files.commit(locked=True)
+            for name, mode, fowner, fgroup in fixes:
+                fileio.set_attributes(os.path.join(dest, name), mode, fowner, fgroup)
+    result["changed_files"] = [w[0] for w in writes] + [f[0] for f in fixes]
+    result["changed"] = bool(reasons)
+    result["content_changed"] = bool(writes)
+    if validate and not check_mode:
+        report = certsdir.inspect(dest, process_user=process_user, expected_hosts=expected_hosts,
+                                  expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
+        result["problems"] = report["problems"]
+    return result

@@ -1,0 +1,210 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: issue_fleet
+short_description: Issue or renew every certificate of a CockroachDB fleet in one call on the controller
+version_added: 0.1.0
+description:
+  - Keeps, for every node given in O(nodes), the certificates of its O(layout) (C(node.crt), or
+    C(node.crt) + C(client.node.crt)), optionally C(ui.crt), and one client certificate per SQL user of
+    O(users), all signed by the CAs kept by M(crdb.tls.ca) in O(pki_dir).
+  - Writes each node's complete certs-dir content to C(<pki_dir>/issued/<node>/) (CA bundles included, client
+    certificates of O(node_users) copied in) and each user's to C(<pki_dir>/issued/_users/<user>/), ready for
+    M(crdb.tls.install) to ship in one round trip per host.
+  - Re-issues only what needs it, with the same reasons as M(crdb.tls.certificate); key generation runs in
+    parallel across cores. New certificates are recorded in their CA's C(index.txt) in one locked update.
+  - A DB Console certificate from a public CA (O(ui_cert_src), O(ui_key_src)) is vetted first: key matches,
+    not expired, serverAuth, and its SANs cover O(ui_sans).
+  - Meant to run once per play on the controller (C(run_once), C(delegate_to=localhost)). The CA keys never
+    leave O(pki_dir); no key material is returned.
+author:
+  - crdb.tls contributors
+requirements:
+  - cryptography >= 41.0 on the controller
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  pki_dir:
+    description:
+      - The PKI directory of M(crdb.tls.ca). The CA (and for V(split_ca) the client CA) must exist.
+    type: path
+    required: true
+  layout:
+    description:
+      - V(standard) - multi-purpose C(node.crt) with CN=node.
+      - V(split_node) - C(node.crt) (server) plus C(client.node.crt) (CN=node), one CA.
+      - V(split_ca) - as V(split_node), with C(client.node.crt) and client certificates signed by the client CA.
+    type: str
+    choices: [standard, split_node, split_ca]
+    default: standard
+  nodes:
+    description:
+      - Node name to its certificate names - C(sans) (list, required) and C(ui_sans) (list, for a generated
+        C(ui.crt); defaults to C(sans)).
+    type: dict
+    default: {}
+  users:
+    description:
+      - SQL users to issue client certificates for.
+    type: list
+    elements: str
+    default: [root]
+  node_users:
+    description:
+      - Users whose client certificates go into every node's certs dir. Defaults to O(users).
+    type: list
+    elements: str
+  ui_generate:
+    description:
+      - Issue a C(ui.crt) per node from the cluster CA.
+    type: bool
+    default: false
+  ui_cert_src:
+    description:
+      - A DB Console certificate (with its chain) from a public CA, put into every node's set as C(ui.crt).
+    type: path
+  ui_key_src:
+    description:
+      - The key of O(ui_cert_src).
+    type: path
+  ui_sans:
+    description:
+      - Names O(ui_cert_src) must cover.
+    type: list
+    elements: str
+    default: []
+  key_type:
+    description:
+      - Key algorithm of new keys. ECDSA (P-256) is the fast option.
+    type: str
+    choices: [rsa, ecdsa]
+    default: rsa
+  key_size:
+    description:
+      - RSA modulus (2048, 3072, 4096) or ECDSA curve size (256, 384). Defaults to 2048 or 256.
+    type: int
+  lifetime:
+    description:
+      - Validity of issued certificates.
+    type: str
+    default: 43920h
+  renew_before:
+    description:
+      - Re-issue certificates that expire within this window (for example V(30d)).
+    type: str
+  organization:
+    description:
+      - Organisation (O) in issued subjects.
+    type: str
+    default: Cockroach
+  ocsp_url:
+    description:
+      - OCSP responder URL to put in issued certificates.
+    type: str
+  pkcs8:
+    description:
+      - Also write C(client.<user>.key.pk8) (DER PKCS#8) for Java clients.
+    type: bool
+    default: false
+  ca_passphrase:
+    description:
+      - Passphrase of the CA key, when encrypted.
+    type: str
+  client_ca_passphrase:
+    description:
+      - Passphrase of the client CA key, when encrypted.
+    type: str
+seealso:
+  - module: crdb.tls.ca
+  - module: crdb.tls.install
+"""
+
+EXAMPLES = r"""
+- name: Issue every certificate of the play's nodes, once, on the controller
+  crdb.tls.issue_fleet:
+    pki_dir: /srv/crdb-pki
+    layout: standard
+    nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'crdb_tls_node_cert_names'))) }}"
+    users: [root, app]
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+hosts:
+  description: Per node - C(changed), C(reasons), C(dir) (the issued dir) and C(fingerprints) (file to SHA-256).
+  returned: success
+  type: dict
+users:
+  description: Per user - C(changed), C(reasons), C(dir) and C(fingerprints).
+  returned: success
+  type: dict
+issued_count:
+  description: How many certificates were issued in this run.
+  returned: success
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            pki_dir=dict(type="path", required=True),
+            layout=dict(type="str", choices=["standard", "split_node", "split_ca"], default="standard"),
+            nodes=dict(type="dict", default={}),
+            users=dict(type="list", elements="str", default=["root"]),
+            node_users=dict(type="list", elements="str"),
+            ui_generate=dict(type="bool", default=False),
+            ui_cert_src=dict(type="path"),
+            ui_key_src=dict(type="path"),
+            ui_sans=dict(type="list", elements="str", default=[]),
+            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
+            key_size=dict(type="int"),
+            lifetime=dict(type="str", default="43920h"),
+            renew_before=dict(type="str"),
+            organization=dict(type="str", default="Cockroach"),
+            ocsp_url=dict(type="str"),
+            pkcs8=dict(type="bool", default=False),
+            ca_passphrase=dict(type="str", no_log=True),
+            client_ca_passphrase=dict(type="str", no_log=True),
+        ),
+        required_together=[["ui_cert_src", "ui_key_src"]],
+        mutually_exclusive=[["ui_generate", "ui_cert_src"]],
+        supports_check_mode=True,
+    )
+
+    def run(module):
+        p = module.params
+        return fleet.issue(
+            p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
+            ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
+            ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
+            renew_before=p["renew_before"], organization=p["organization"], ocsp_url=p["ocsp_url"],
+            pkcs8=p["pkcs8"],
+            passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
+            check_mode=module.check_mode)
+
+    module_support.run(module, run)
+
+
+if __name__ == "__main__":
+    main()
