@@ -14,7 +14,7 @@
 #
 # Environment:
 #   CRDB_TLS_TEST_IMAGE    image the scenarios use
-#                          (default localhost/crdb-tls-debian:bookworm). A
+#                          (default localhost/crdb-tls-debian:bookworm-2). A
 #                          localhost/ name is built offline with debootstrap;
 #                          any other name (e.g. docker.io/library/debian:bookworm
 #                          on a machine with a registry) is pulled instead.
