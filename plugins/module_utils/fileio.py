@@ -254,7 +254,7 @@ def pending_journal(directory):
     if data is None:
         return []
     try:
-        return [(tmp, final) for tmp, final in json.loads(data.decode("utf-8"))]
+        return [tuple(entry) for entry in json.loads(data.decode("utf-8"))]
     except (ValueError, TypeError):
         return [("?", "(unreadable journal %s)" % path)]
 

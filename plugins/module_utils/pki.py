@@ -26,7 +26,7 @@ try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, AuthorityInformationAccessOID
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
@@ -144,7 +144,7 @@ def load_private_key(data, source, passphrase=None):
         raise CrdbTlsError("%s: not a readable PEM private key (%s)" % (source, _short(exc)))
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise CrdbTlsError("%s: %s keys are not supported (RSA or ECDSA only)"
-                           % (source, type(key).__name__))
+                           % (source, type(key).__name__.lstrip("_")))
     check_public_key_strength(key.public_key(), source)
     return key
 
@@ -214,11 +214,17 @@ def serial_hex(certificate_or_serial):
 
 
 def not_after(certificate):
-    return certificate.not_valid_after_utc
+    try:
+        return certificate.not_valid_after_utc
+    except AttributeError:  # cryptography < 42 (Debian 12 has 38)
+        return certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)
 
 
 def not_before(certificate):
-    return certificate.not_valid_before_utc
+    try:
+        return certificate.not_valid_before_utc
+    except AttributeError:  # cryptography < 42
+        return certificate.not_valid_before.replace(tzinfo=datetime.timezone.utc)
 
 
 def common_name(certificate_or_name):
@@ -307,10 +313,23 @@ def issued_by(certificate, issuer):
     if certificate.issuer != issuer.subject:
         return False
     try:
-        certificate.verify_directly_issued_by(issuer)
+        if hasattr(certificate, "verify_directly_issued_by"):
+            certificate.verify_directly_issued_by(issuer)
+        else:  # cryptography < 40
+            _verify_signature(certificate, issuer.public_key())
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def _verify_signature(certificate, public_key):
+    algorithm = certificate.signature_hash_algorithm
+    if isinstance(public_key, rsa.RSAPublicKey):
+        public_key.verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        public_key.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
+    else:
+        raise UnsupportedAlgorithm("unsupported issuer key type %s" % type(public_key).__name__)
 
 
 def verify_chain(leaf, intermediates, trust, now=None, max_depth=8):

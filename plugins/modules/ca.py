@@ -29,7 +29,7 @@ description:
   - All changes happen under an exclusive lock on O(path), so two runs at once cannot fork the CA.
   - The CA key never leaves O(path); nothing this module returns contains key material.
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the host the module runs on (normally the controller)
 extends_documentation_fragment:

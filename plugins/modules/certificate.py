@@ -30,7 +30,7 @@ description:
   - Runs where the CA is, normally on the controller (C(delegate_to=localhost)). No key material is
     ever returned or logged.
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the host the module runs on
 extends_documentation_fragment:
@@ -288,8 +288,8 @@ def main():
             ocsp_url=dict(type="str"),
             owner=dict(type="str"),
             group=dict(type="str"),
-            key_owner=dict(type="str"),
-            key_group=dict(type="str"),
+            key_owner=dict(type="str", no_log=False),
+            key_group=dict(type="str", no_log=False),
             record=dict(type="bool", default=True),
         ),
         required_if=[("profile", "client", ["user"])],

@@ -27,14 +27,19 @@ description:
   - A C(ui.crt) from a public CA is not expected to chain to the cluster CA and is not reported for that.
   - Never changes anything.
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 requirements:
   - Python 3 and cryptography >= 41.0 on the host the module runs on (Debian and Ubuntu package
     C(python3-cryptography), RHEL C(python3-cryptography)).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
+  check_mode:
+    support: full
+    details: The module never changes anything.
+  diff_mode:
+    support: N/A
+    details: The module never changes anything.
   platform:
     platforms: posix
 options:

@@ -15,7 +15,7 @@ version_added: 0.1.0
 description:
   - Puts certificate and key files into a CockroachDB certs dir with the right owner, group and mode, in one
     module call per host. Certificates get mode 0644, keys 0600 owned by O(key_owner) (or 0640 when the key
-    owner is root and O(key_group) is set: CockroachDB's root-owned exception), the dir O(dir_mode).
+    owner is root and O(key_group) is set, CockroachDB's root-owned exception), the dir O(dir_mode).
   - Before anything changes, the new set is assembled with the files already there in a private staging
     directory and read with the same rules as M(crdb.tls.certs_info). If a file this task manages would have
     a problem (key mismatch, wrong CA for the layout, CN or EKU rules, SANs missing O(expected_hosts),
@@ -26,23 +26,25 @@ description:
   - The action plugin reads O(src) on the controller and sends the contents with the module; key contents are
     marked C(no_log) and never appear in output, even with C(-vvv).
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 requirements:
   - Python 3 and cryptography >= 41.0 on the target host (Debian/Ubuntu C(python3-cryptography)).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.files
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:
     support: none
   platform:
     platforms: posix
-  safe_file_operations:
-    support: full
 options:
   src:
     description:
@@ -203,8 +205,8 @@ def main():
             dest=dict(type="path", required=True),
             owner=dict(type="str"),
             group=dict(type="str"),
-            key_owner=dict(type="str"),
-            key_group=dict(type="str"),
+            key_owner=dict(type="str", no_log=False),
+            key_group=dict(type="str", no_log=False),
             dir_mode=dict(type="raw", default="0700"),
             process_user=dict(type="str"),
             layout=dict(type="str", choices=["standard", "split_node", "split_ca"]),

@@ -21,12 +21,12 @@ description:
     M(crdb.tls.install) to ship in one round trip per host.
   - Re-issues only what needs it, with the same reasons as M(crdb.tls.certificate); key generation runs in
     parallel across cores. New certificates are recorded in their CA's C(index.txt) in one locked update.
-  - A DB Console certificate from a public CA (O(ui_cert_src), O(ui_key_src)) is vetted first: key matches,
-    not expired, serverAuth, and its SANs cover O(ui_sans).
+  - A DB Console certificate from a public CA (O(ui_cert_src), O(ui_key_src)) is vetted first (key matches,
+    not expired, serverAuth, and its SANs cover O(ui_sans)).
   - Meant to run once per play on the controller (C(run_once), C(delegate_to=localhost)). The CA keys never
     leave O(pki_dir); no key material is returned.
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:

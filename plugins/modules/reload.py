@@ -22,7 +22,7 @@ description:
   - With O(verify_address), waits until the DB Console at that address serves the certificate in
     O(cert_file) (C(ui.crt), or C(node.crt) without one), and fails after O(timeout) seconds otherwise.
 author:
-  - crdb.tls contributors
+  - crdb.tls contributors (@crdb-tls)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
