@@ -72,22 +72,21 @@ def vet_provided_ui(cert_src, key_src, ui_sans, now=None):
     return pki.certificates_pem(certs), pki.private_key_pem(key)
 
 
-def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options, check_mode):
-    """``[(key, certs_dir, spec, ca_role, extra)]`` of every certificate to keep."""
+def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
+    """``[(key, certs_dir, spec, ca_role, extra)]`` of every certificate to keep (validates, writes nothing)."""
     jobs = []
     client_role = rules.client_ca_role(layout)
     for user in users:
         rules.validate_username(user, "client user")
         spec = pki.build_spec("client", user=user, organization=options["organization"],
                               lifetime=options["lifetime"], ocsp_url=options["ocsp_url"])
-        jobs.append((("_users", user), _ensure_private_dir(user_dir(pki_dir, user), check_mode), spec,
-                     client_role, {"pkcs8": options["pkcs8"]}))
+        jobs.append((("_users", user), user_dir(pki_dir, user), spec, client_role, {"pkcs8": options["pkcs8"]}))
     for host in sorted(nodes):
         info = nodes[host] or {}
         sans = list(info.get("sans") or [])
         if not sans:
             raise CrdbTlsError("node %s has no SANs: give it at least its address or name" % host)
-        directory = _ensure_private_dir(issued_dir(pki_dir, host), check_mode)
+        directory = issued_dir(pki_dir, host)
         for profile, role in sorted(rules.layout_profiles(layout).items()):
             spec = pki.build_spec(profile, hosts=sans if rules.PROFILES[profile]["sans"] else None,
                                   organization=options["organization"], lifetime=options["lifetime"],
@@ -130,11 +129,14 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         paths = authority.paths(pki_dir, role)
         bundles[role] = (paths["bundle_name"], fileio.read_file(paths["bundle"], "CA bundle"))
         indexes[role] = paths["index"]
+    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
+    # Every name is validated before the first directory is made.
+    jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
     if not check_mode:
         _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR), check_mode)
         _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR), check_mode)
-    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
-    jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options, check_mode)
+        for job in jobs:
+            _ensure_private_dir(job[1], check_mode)
 
     def run(job):
         key, directory, spec, role, extra = job

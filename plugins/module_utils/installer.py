@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import pwd
 import shutil
 import tempfile
 
@@ -23,6 +24,14 @@ from ansible_collections.crdb.tls.plugins.module_utils import certsdir, fileio, 
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 STAGING_PREFIX = ".crdb-tls-staging-"
+
+
+def _uid_known(owner):
+    try:
+        pwd.getpwuid(fileio.resolve_uid(owner))
+    except KeyError:
+        return False
+    return True
 
 
 def _check_names(certificates, keys):
@@ -131,6 +140,9 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     if not os.path.isabs(dest):
         raise CrdbTlsError("dest %r must be an absolute path" % dest)
     managed = _check_names(certificates, keys)
+    if owner not in (None, "") and group in (None, ""):
+        # Files and dir get the owner's primary group, not the one of the user running Ansible.
+        group = pwd.getpwuid(fileio.resolve_uid(owner)).pw_gid if _uid_known(owner) else None
     wanted = _wanted(certificates, keys, owner, group, key_owner, key_group)
     fingerprints = {}
     for name in certificates:

@@ -77,7 +77,7 @@ options:
     type: str
   group:
     description:
-      - Group of the certs dir and the files.
+      - Group of the certs dir and the files. Defaults to the primary group of O(owner).
     type: str
   key_owner:
     description:
