@@ -395,6 +395,9 @@ def validate_dns_name(name, what="host"):
         problem = "is longer than 253 characters"
     elif name.endswith("."):
         problem = "ends with a dot"
+    elif name.split(".")[-1].isdigit():
+        # RFC 3696 section 2: a top-level label is never all digits, so this is a mistyped IP.
+        problem = "looks like an IP address but is not a valid one"
     else:
         labels = name.split(".")
         for index, label in enumerate(labels):
