@@ -179,3 +179,18 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .cache
+
+# --- benchmark ------------------------------------------------------------------
+
+# Fleet benchmark (issue 5): crdb.tls vs the community.crypto way vs one ping
+# per host, for N simulated hosts. BENCH_NS="5 20" for a quick run.
+# Results in benchmarks/results/ (results.json, results.md, time_vs_n.png).
+BENCH_NS ?= 5 20 50 100
+BENCH_FORKS ?= 5
+
+.PHONY: bench
+bench: $(VENV_STAMP)
+	$(VENV_BIN)/python -c 'import matplotlib' 2>/dev/null || \
+		$(VENV_BIN)/python -m pip install --quiet --disable-pip-version-check matplotlib
+	PATH=$(VENV_PATH) BENCH_NS="$(BENCH_NS)" BENCH_FORKS="$(BENCH_FORKS)" \
+		$(VENV_BIN)/python benchmarks/run.py

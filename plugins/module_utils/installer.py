@@ -68,25 +68,40 @@ def _wanted(certificates, keys, owner, group, key_owner, key_group):
 
 
 def _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons):
+    """Create a missing certs dir; returns ``(created dirs, attribute fix needed)``.
+
+    A drifted mode or owner of an existing dir is only reported here: the
+    caller fixes it once the new set passed validation.
+    """
     if not os.path.isdir(dest):
         if os.path.exists(dest):
             raise CrdbTlsError("certs dir %s exists but is not a directory" % dest)
         reasons.append("certs dir %s created" % dest)
+        created = []
         if not check_mode:
-            parent = os.path.dirname(dest.rstrip("/"))
-            if parent and not os.path.isdir(parent):
-                os.makedirs(parent, 0o755)
+            missing, parent = [], os.path.dirname(dest.rstrip("/"))
+            while parent and not os.path.isdir(parent):
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            for path in reversed(missing):
+                try:
+                    os.mkdir(path, 0o755)
+                except FileExistsError:
+                    # Another host's run (forks share one machine) made it first.
+                    if not os.path.isdir(path):
+                        raise
+                    continue
+                created.insert(0, path)
             os.mkdir(dest, 0o700)
+            created.insert(0, dest)
             os.chown(dest, fileio.resolve_uid(owner), fileio.resolve_gid(group))
             os.chmod(dest, dir_mode)
-        return True
+        return created, False
     drift = _drift(dest, dir_mode, owner, group)
     if drift:
         reasons.append("certs dir %s: %s" % (dest, drift))
-        if not check_mode:
-            fileio.set_attributes(dest, dir_mode, owner, group)
-        return True
-    return False
+        return [], True
+    return [], False
 
 
 def _drift(path, mode, owner, group):
@@ -151,7 +166,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
         except CrdbTlsError as exc:
             raise CrdbTlsError("certificate %s to install is not valid: %s" % (name, exc))
     reasons = []
-    _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    created, fix_dir = _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
     result = {"dest": dest, "reasons": reasons, "changed_files": [], "problems": [], "fingerprints": fingerprints}
     if check_mode and not os.path.isdir(dest):
         result["changed_files"] = [w[0] for w in wanted]
@@ -178,6 +193,11 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
             problems = _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
                                         expected_ui_hosts, layout, purpose)
             if problems:
+                for path in created:   # deepest first: leave no trace of a refused install
+                    try:
+                        os.rmdir(path)
+                    except OSError:
+                        break
                 raise CrdbTlsError("refusing to install into %s, the new set would not work: %s"
                                    % (dest, "; ".join(problems)))
         if not check_mode:
@@ -188,6 +208,8 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
                 files.commit(locked=True)
             for name, mode, fowner, fgroup in fixes:
                 fileio.set_attributes(os.path.join(dest, name), mode, fowner, fgroup)
+            if fix_dir:
+                fileio.set_attributes(dest, dir_mode, owner, group)
     result["changed_files"] = [w[0] for w in writes] + [f[0] for f in fixes]
     result["changed"] = bool(reasons)
     result["content_changed"] = bool(writes)
