@@ -120,7 +120,16 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         raise CrdbTlsError("ui_cert_src and ui_key_src go together")
     provided_ui = vet_provided_ui(ui_cert_src, ui_key_src, ui_sans, now) if ui_cert_src else None
     fileio.require_dir(pki_dir, "PKI directory")
-    passphrases = passphrases or {}
+    # One run at a time per PKI dir (crdb.tls.ca holds the same lock): a
+    # concurrent run waits, then finds everything issued.
+    with fileio.dir_lock(pki_dir):
+        return _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
+                             key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
+                             workers, check_mode, now)
+
+
+def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type, key_size,
+                  lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now):
     roles_needed = set(["ca"]) | set(r for p, r in rules.layout_profiles(layout).items())
     roles_needed.add(rules.client_ca_role(layout))
     cas, bundles, indexes = {}, {}, {}
