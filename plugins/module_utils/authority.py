@@ -52,11 +52,12 @@ def load(pki_dir, role, passphrase=None, now=None):
                                "(path=%s, role=%s)" % (role, p[what], pki_dir, role))
     bundle = pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
     ca = pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
-                     p["signer"], p["key"], passphrase=passphrase, roots_data=None, now=now) \
+                     p["signer"], p["key"], passphrase=passphrase, roots_data=None, now=now, trusted=True) \
         if _signer_is_root(p) else \
         pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
                     p["signer"], p["key"], passphrase=passphrase,
-                    roots_data=pki.certificates_pem(bundle), roots_source=p["bundle"], now=now)
+                    roots_data=pki.certificates_pem(bundle), roots_source=p["bundle"], now=now,
+                    trusted=True)
     ca.roots = bundle
     return ca
 
@@ -86,7 +87,7 @@ def _existing(p, passphrase, now):
         return state, reasons
     state["key_data"] = fileio.read_file(p["key"], "CA key")
     try:
-        state["key"] = pki.load_private_key(state["key_data"], p["key"], passphrase)
+        state["key"] = pki.load_private_key(state["key_data"], p["key"], passphrase, trusted=True)
     except CrdbTlsError as exc:
         reasons.append("CA key unreadable: %s" % exc)
         return state, reasons

@@ -47,12 +47,14 @@ def process_gid_for(user, certs_dir):
 
 
 def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts=None,
-            min_remaining=None, layout=None, now=None, purpose="node"):
+            min_remaining=None, layout=None, now=None, purpose="node", trusted_keys=False):
     """Entries and problems of a certs dir; see the module ``crdb.tls.certs_info``.
 
     ``purpose`` is ``node`` for a node's certs dir, ``client`` for a SQL
     client's: a client dir needs no node files, and in the split-CA layout its
     client certificates cannot be verified there (the client CA is not in it).
+    ``trusted_keys``: the keys were made by this collection (see
+    :func:`pki.load_private_key`); their match with the certificate is still checked.
     """
     if purpose not in ("node", "client"):
         raise CrdbTlsError("purpose %r must be node or client" % (purpose,))
@@ -120,7 +122,7 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
                     own.append(problem[len(name) + 2:] + ("" if len(certs) == 1 else " (certificate %d)" % index))
         else:
             key_file = rules.key_name(name)
-            own.extend(_key_problems(certs_dir, key_file, certs[0], process_gid))
+            own.extend(_key_problems(certs_dir, key_file, certs[0], process_gid, trusted_keys))
             unverifiable = (purpose == "client" and layout == "split_ca" and kind == rules.KIND_CLIENT
                             and "ca-client.crt" not in present)
             own.extend(_leaf_problems(name, kind, qualifier, certs, present,
@@ -139,7 +141,7 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
     return report
 
 
-def _key_problems(certs_dir, key_file, leaf, process_gid):
+def _key_problems(certs_dir, key_file, leaf, process_gid, trusted):
     path = os.path.join(certs_dir, key_file)
     if not os.path.exists(path):
         return ["key %s is missing" % key_file]
@@ -149,7 +151,7 @@ def _key_problems(certs_dir, key_file, leaf, process_gid):
     if perm:
         out.append("key %s: %s" % (key_file, perm))
     try:
-        key = pki.load_private_key(fileio.read_file(path, "key"), path)
+        key = pki.load_private_key(fileio.read_file(path, "key"), path, trusted=trusted)
     except CrdbTlsError as exc:
         return out + ["key %s is unreadable: %s" % (key_file, exc)]
     if not pki.keys_match(leaf, key):

@@ -20,7 +20,7 @@ import pwd
 import shutil
 import tempfile
 
-from ansible_collections.crdb.tls.plugins.module_utils import certsdir, fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 STAGING_PREFIX = ".crdb-tls-staging-"
@@ -138,8 +138,8 @@ def _validate_staged(dest, wanted, managed, owner, group, process_user, expected
         for name, data, mode, fowner, fgroup in wanted:
             files.add(name, data, mode, fowner, fgroup)
         files.commit(locked=True)
-        report = certsdir.inspect(staging, process_user=process_user, expected_hosts=expected_hosts,
-                                  expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
+        report = _inspect(staging, process_user=process_user, expected_hosts=expected_hosts,
+                          expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     names = managed | set(w[0] for w in wanted)
@@ -162,7 +162,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     fingerprints = {}
     for name in certificates:
         try:
-            fingerprints[name] = pki.fingerprint(pki.load_certificates(certificates[name], name)[0])
+            fingerprints[name] = pem.certificate_fingerprint(certificates[name], name)
         except CrdbTlsError as exc:
             raise CrdbTlsError("certificate %s to install is not valid: %s" % (name, exc))
     reasons = []
@@ -213,8 +213,19 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     result["changed_files"] = [w[0] for w in writes] + [f[0] for f in fixes]
     result["changed"] = bool(reasons)
     result["content_changed"] = bool(writes)
-    if validate and not check_mode:
-        report = certsdir.inspect(dest, process_user=process_user, expected_hosts=expected_hosts,
-                                  expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
+    if validate and writes and not check_mode:
+        report = _inspect(dest, process_user=process_user, expected_hosts=expected_hosts,
+                          expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
         result["problems"] = report["problems"]
     return result
+
+
+def _inspect(directory, **kwargs):
+    """The validator, imported only when a set changes (it needs cryptography)."""
+    from ansible_collections.crdb.tls.plugins.module_utils import certsdir, pki
+    if not pki.HAS_CRYPTOGRAPHY:
+        raise CrdbTlsError("validating the new certificates needs the Python cryptography library on %s "
+                           "(Debian/Ubuntu: apt install python3-cryptography): %s"
+                           % (directory, pki.CRYPTOGRAPHY_IMPORT_ERROR))
+    # The keys come from this collection's controller: skip RSA's slow self-check, keep the cert match.
+    return certsdir.inspect(directory, trusted_keys=True, **kwargs)

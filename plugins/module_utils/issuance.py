@@ -79,7 +79,7 @@ def _current_state(certs_dir, spec, ca, key_spec, renew_before, now):
     if os.path.exists(key_path):
         try:
             key_data = fileio.read_file(key_path, "key")
-            key = pki.load_private_key(key_data, key_path)
+            key = pki.load_private_key(key_data, key_path, trusted=True)
         except CrdbTlsError as exc:
             key_reasons.append("%s is unreadable: %s" % (rules.key_name(cert_name), exc))
     else:

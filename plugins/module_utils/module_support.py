@@ -11,20 +11,25 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.crdb.tls.plugins.module_utils import pki
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 
 def require_cryptography(module):
+    from ansible_collections.crdb.tls.plugins.module_utils import pki
     if not pki.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"),
                          exception="".join(traceback.format_exception_only(
                              type(pki.CRYPTOGRAPHY_IMPORT_ERROR), pki.CRYPTOGRAPHY_IMPORT_ERROR)))
 
 
-def run(module, function):
-    """Run ``function(module)``; a CrdbTlsError becomes a failure with its message."""
-    require_cryptography(module)
+def run(module, function, needs_cryptography=True):
+    """Run ``function(module)``; a CrdbTlsError becomes a failure with its message.
+
+    ``needs_cryptography=False``: the module imports it itself when it must
+    (crdb.tls.install, whose idempotent path is a byte compare and a stat).
+    """
+    if needs_cryptography:
+        require_cryptography(module)
     try:
         result = function(module)
     except CrdbTlsError as exc:

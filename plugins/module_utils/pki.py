@@ -19,7 +19,7 @@ import ipaddress
 import re
 import secrets
 
-from ansible_collections.crdb.tls.plugins.module_utils import rules
+from ansible_collections.crdb.tls.plugins.module_utils import pem, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 try:
@@ -50,8 +50,6 @@ if HAS_CRYPTOGRAPHY:
     }
     EKU_NAMES = dict((v, k) for k, v in EKU_OIDS.items())
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -125,13 +123,29 @@ def private_key_pkcs8_der(key):
                              serialization.NoEncryption())
 
 
-def load_private_key(data, source, passphrase=None):
-    """Parse a PEM private key; errors name ``source`` and never echo the data."""
+def _load_pem_private_key(data, password, trusted):
+    if trusted:
+        try:
+            return serialization.load_pem_private_key(data, password=password,
+                                                      unsafe_skip_rsa_key_validation=True)
+        except TypeError as exc:
+            if "unsafe_skip_rsa_key_validation" not in str(exc):
+                raise
+            # cryptography < 39 (Debian 12 has 38) always validates.
+    return serialization.load_pem_private_key(data, password=password)
+
+
+def load_private_key(data, source, passphrase=None, trusted=False):
+    """Parse a PEM private key; errors name ``source`` and never echo the data.
+
+    ``trusted``: a key this collection wrote itself. RSA's costly consistency
+    check (50-170 ms a key) is skipped for it; whether it matches its
+    certificate is still checked by the callers.
+    """
     if not data or not data.strip():
         raise CrdbTlsError("%s: the file is empty, expected a PEM private key" % source)
     try:
-        key = serialization.load_pem_private_key(
-            data, password=_to_bytes(passphrase) if passphrase else None)
+        key = _load_pem_private_key(data, _to_bytes(passphrase) if passphrase else None, trusted)
     except TypeError as exc:
         if "encrypted" in str(exc).lower() or "password" in str(exc).lower():
             if passphrase:
@@ -175,7 +189,7 @@ def keys_match(certificate, private_key):
 
 def pem_blocks(data):
     """``[(label, whole_block_bytes)]`` of every PEM block in ``data``."""
-    return [(m.group(1).decode("ascii"), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+    return pem.blocks(data)
 
 
 def load_certificates(data, source):
@@ -631,7 +645,7 @@ def ca_certificate_problems(certificate, source, now=None):
 
 
 def load_ca(cert_data, key_data, cert_source, key_source, passphrase=None, roots_data=None,
-            roots_source=None, now=None):
+            roots_source=None, now=None, trusted=False):
     """Load and vet a CA that will sign: refuse leaves, mismatched keys, expiry, SHA-1, weak RSA.
 
     ``cert_data`` holds the signing CA certificate first, optionally followed
@@ -650,7 +664,7 @@ def load_ca(cert_data, key_data, cert_source, key_source, passphrase=None, roots
         extra_problems = ca_certificate_problems(extra, cert_source, now)
         if extra_problems:
             raise CrdbTlsError("; ".join(extra_problems))
-    key = load_private_key(key_data, key_source, passphrase)
+    key = load_private_key(key_data, key_source, passphrase, trusted=trusted)
     if not keys_match(signer, key):
         raise CrdbTlsError("%s does not match the CA certificate in %s (%s): the public keys differ"
                            % (key_source, cert_source, signer.subject.rfc4514_string()))

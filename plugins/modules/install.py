@@ -234,7 +234,7 @@ def main():
             expected_ui_hosts=p["expected_ui_hosts"], layout=p["layout"], validate=p["validate"],
             check_mode=module.check_mode, purpose=p["purpose"])
 
-    module_support.run(module, run)
+    module_support.run(module, run, needs_cryptography=False)
 
 
 if __name__ == "__main__":
