@@ -34,6 +34,7 @@ requirements:
   - cryptography >= 41.0 on the host the module runs on (normally the controller)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - crdb.tls.keys
 attributes:
   check_mode:
     support: full
@@ -91,17 +92,6 @@ options:
       - Lifetime of a generated CA, as hours (V(87840h)) or with a unit (V(3650d), V(10y)).
     type: str
     default: 87840h
-  key_type:
-    description:
-      - Key algorithm of a generated CA.
-    type: str
-    choices: [rsa, ecdsa]
-    default: rsa
-  key_size:
-    description:
-      - RSA modulus (2048, 3072, 4096) or ECDSA curve size (256 for P-256, 384 for P-384).
-      - Defaults to 2048 for RSA and 256 for ECDSA.
-    type: int
   renew_before:
     description:
       - Rotate a generated CA once it expires within this window (for example V(30d)).

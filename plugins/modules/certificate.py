@@ -35,6 +35,7 @@ requirements:
   - cryptography >= 41.0 on the host the module runs on
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - crdb.tls.keys
 attributes:
   check_mode:
     support: full
@@ -92,17 +93,6 @@ options:
     description:
       - Re-issue when the certificate expires within this window (for example V(30d)).
     type: str
-  key_type:
-    description:
-      - Key algorithm. RSA 2048 is what C(cockroach cert) makes; ECDSA P-256 is much faster to generate.
-    type: str
-    choices: [rsa, ecdsa]
-    default: rsa
-  key_size:
-    description:
-      - RSA modulus (2048, 3072, 4096) or ECDSA curve size (256 for P-256, 384 for P-384).
-      - Defaults to 2048 for RSA and 256 for ECDSA.
-    type: int
   reuse_key:
     description:
       - Keep a good existing key when the certificate is re-issued. By default every new certificate

@@ -31,6 +31,7 @@ requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - crdb.tls.keys
 attributes:
   check_mode:
     support: full
@@ -88,16 +89,6 @@ options:
     type: list
     elements: str
     default: []
-  key_type:
-    description:
-      - Key algorithm of new keys. ECDSA (P-256) is the fast option.
-    type: str
-    choices: [rsa, ecdsa]
-    default: rsa
-  key_size:
-    description:
-      - RSA modulus (2048, 3072, 4096) or ECDSA curve size (256, 384). Defaults to 2048 or 256.
-    type: int
   lifetime:
     description:
       - Validity of issued certificates.

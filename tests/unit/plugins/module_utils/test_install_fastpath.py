@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+"""An install that changes nothing never loads cryptography (the fleet's idempotent cost)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+import sys
+
+from ansible_collections.crdb.tls.plugins.module_utils import installer, pki
+
+CHILD = r"""
+import sys
+from ansible_collections.crdb.tls.plugins.module_utils import installer
+files = {}
+for name in ("ca.crt", "node.crt", "node.key"):
+    with open(sys.argv[2] + "/" + name, "rb") as handle:
+        files[name] = handle.read()
+result = installer.install(sys.argv[1], {n: files[n] for n in ("ca.crt", "node.crt")}, {"node.key": files["node.key"]},
+                           layout="standard")
+print(result["changed"], "cryptography" in sys.modules)
+"""
+
+
+def test_unchanged_install_does_not_import_cryptography(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    key = pki.generate_key("ecdsa", 256)
+    ca = pki.load_ca(pki.certificates_pem([pki.generate_ca(key)]), pki.private_key_pem(key), "ca", "ca.key")
+    node_key = pki.generate_key("ecdsa", 256)
+    spec = pki.build_spec("node", hosts=["127.0.0.1", "localhost"])
+    (src / "ca.crt").write_bytes(pki.certificates_pem([ca.certificate]))
+    (src / "node.crt").write_bytes(pki.certificates_pem([pki.issue(spec, node_key.public_key(), ca)]))
+    (src / "node.key").write_bytes(pki.private_key_pem(node_key))
+    dest = str(tmp_path / "certs")
+    env = dict(os.environ)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", CHILD, dest, str(src)], env=env, capture_output=True,
+                             text=True, check=True, timeout=60)
+        return out.stdout.split()
+
+    assert run() == ["True", "True"]     # first install validates the set: cryptography is needed
+    assert run() == ["False", "False"]   # nothing to change: a byte compare and a stat
+    assert installer.STAGING_PREFIX not in "".join(os.listdir(dest))
