@@ -154,8 +154,10 @@ def run_playbook(env, work, tag, inventory, playbook, extra_vars):
     return rc, wall, counts, peak_kb, log_file
 
 
-def measure(n, forks, work_root, results, save):
+def measure(n, forks, work_root, results, save, reference=True):
     for scenario, pb, extra, phases in SCENARIOS:
+        if scenario == "reference" and not reference:
+            continue
         root = os.path.join(work_root, "n%d" % n, scenario)
         # The certs dirs' parent exists, as /var/lib/cockroach does on a node: crdb.tls.install
         # creates a missing parent with os.makedirs without exist_ok, which races across forks.
@@ -257,6 +259,9 @@ def write_markdown(results, path):
         "Every host is this machine (local connection, its own certs dir); wall time includes",
         "ansible-playbook start-up. Module calls/host counts ok+changed+failed results (a loop counts",
         "one per item) over N, controller-side ones (run_once, delegate_to) included.",
+        "Load average (1 min) before the run: %s, after: %s." % (
+            "%.2f" % results["load_before"] if "load_before" in results else "n/a",
+            "%.2f" % results["load_after"] if "load_after" in results else "n/a"),
         "",
         "| N | scenario | run | wall s | s/host | module calls/host | changed | peak MB |",
         "|---:|---|---|---:|---:|---:|---:|---:|",
@@ -303,6 +308,9 @@ def main():
     ap.add_argument("--ns", default=os.environ.get("BENCH_NS") or "5 20 50 100",
                     help="fleet sizes, space separated (env BENCH_NS)")
     ap.add_argument("--forks", type=int, default=int(os.environ.get("BENCH_FORKS", "5")))
+    ap.add_argument("--reference-ns", default=os.environ.get("BENCH_REFERENCE_NS") or None,
+                    help="run the (slow) reference playbook only at these fleet sizes (env BENCH_REFERENCE_NS; "
+                         "default: all of --ns)")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
     ap.add_argument("--work", help="work dir (default: a temp dir, removed unless --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, certs)")
@@ -317,9 +325,13 @@ def main():
     else:
         import ansible
         ns = [int(x) for x in args.ns.replace(",", " ").split()]
+        ref_ns = ns if args.reference_ns is None else [int(x) for x in args.reference_ns.replace(",", " ").split()]
+        command = "make bench BENCH_NS=\"%s\"" % " ".join(map(str, ns))
+        if args.reference_ns is not None:
+            command += " BENCH_REFERENCE_NS=\"%s\"" % " ".join(map(str, ref_ns))
         results = {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "make bench BENCH_NS=\"%s\"" % " ".join(map(str, ns)),
+            "command": command,
             "machine": platform.node() + " " + platform.machine(), "cores": os.cpu_count(),
             "load_before": os.getloadavg()[0], "forks": args.forks, "ns": ns,
             "ansible_core": ansible.__version__, "python": platform.python_version(), "runs": [],
@@ -333,7 +345,7 @@ def main():
         print("work dir: %s" % work, flush=True)
         try:
             for n in ns:
-                measure(n, args.forks, work, results, save)
+                measure(n, args.forks, work, results, save, reference=n in ref_ns)
             results["load_after"] = os.getloadavg()[0]
             save()
         finally:

@@ -105,10 +105,9 @@ def file_state(path):
 
 
 @contextlib.contextmanager
-def dir_lock(directory):
-    """Hold an exclusive flock on ``directory`` itself (blocks other writers of it)."""
-    require_dir(directory)
-    fd = os.open(directory, os.O_RDONLY)
+def flocked(path, create=False):
+    """Hold an exclusive flock on ``path``: a directory, or a lock file made (0600) when ``create``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT if create else os.O_RDONLY, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -117,7 +116,13 @@ def dir_lock(directory):
         os.close(fd)
 
 
-def _write_temp(directory, name, data, mode, uid, gid):
+def dir_lock(directory):
+    """Hold an exclusive flock on ``directory`` itself (blocks other writers of it)."""
+    require_dir(directory)
+    return flocked(directory)
+
+
+def _write_temp(directory, name, data, mode, uid, gid, durable=True):
     """Write ``data`` to a new temp file in ``directory``; return its path."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for _attempt in range(100):
@@ -139,7 +144,8 @@ def _write_temp(directory, name, data, mode, uid, gid):
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except OSError as exc:
         os.close(fd)
         _unlink_quietly(tmp)
@@ -209,30 +215,32 @@ class FileSet(object):
     def __len__(self):
         return len(self.entries)
 
-    def commit(self, locked=False):
+    def commit(self, locked=False, durable=True):
         """Stage every file, journal the renames, rename, drop the journal.
 
         ``locked``: the caller already holds :func:`dir_lock` on the directory.
+        ``durable``: False for a scratch directory that is thrown away right
+        after (no fsync, no journal); the renames stay atomic.
         """
         if locked:
             require_dir(self.directory)
-            return self._commit_locked()
+            return self._commit_locked(durable)
         with dir_lock(self.directory):
-            return self._commit_locked()
+            return self._commit_locked(durable)
 
-    def _commit_locked(self):
+    def _commit_locked(self, durable=True):
         recover(self.directory)
         staged = []
         try:
             for name, data, mode, uid, gid in self.entries:
-                staged.append((_write_temp(self.directory, name, data, mode, uid, gid),
+                staged.append((_write_temp(self.directory, name, data, mode, uid, gid, durable),
                                os.path.join(self.directory, name)))
         except Exception:
             for tmp, _final in staged:
                 _unlink_quietly(tmp)
             raise
         journal = None
-        if len(staged) > 1:
+        if len(staged) > 1 and durable:
             journal = os.path.join(self.directory, JOURNAL_NAME)
             body = json.dumps([[os.path.basename(t), os.path.basename(f)] for t, f in staged]).encode()
             tmp = _write_temp(self.directory, JOURNAL_NAME, body, 0o600, -1, -1)
@@ -240,7 +248,8 @@ class FileSet(object):
             _fsync_dir(self.directory)
         for tmp, final in staged:
             os.rename(tmp, final)
-        _fsync_dir(self.directory)
+        if durable:
+            _fsync_dir(self.directory)
         if journal:
             os.unlink(journal)
             _fsync_dir(self.directory)

@@ -164,6 +164,11 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     users_out = dict((u, {"changed": False, "reasons": [], "dir": user_dir(pki_dir, u),
                           "fingerprints": {}}) for u in users)
     issued = {}
+    # Users' dirs first (the nodes' dirs get copies of their files), then one
+    # journaled set per node dir: its certificates and the copies together.
+    pending = dict((h, {}) for h in nodes)   # host -> {name: (name, data, mode, owner, group)}
+    host_fixes = dict((h, []) for h in nodes)
+    user_plans = []
     for (owner, what), plan in plans.items():
         out = users_out[what] if owner == "_users" else hosts[owner]
         if plan is None:
@@ -172,26 +177,37 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
             continue
         if not check_mode:
             plan.index_path = None
-            issuance.apply(plan)
+            if owner == "_users":
+                user_plans.append(plan)
+            else:
+                for entry in plan.files:
+                    pending[owner][entry[0]] = entry
+                host_fixes[owner].extend(plan.attribute_fixes)
             if plan.issued is not None:
                 issued.setdefault(indexes[_role_of(plan, layout)], []).append(plan.issued)
         out["changed"] = out["changed"] or plan.changed
         out["reasons"].extend(plan.reasons)
         if plan.certificate is not None:
             out["fingerprints"][plan.spec.filename] = pki.fingerprint(plan.certificate)
-    for index_path, certs in issued.items():
-        ledger.record(index_path, certs)
+    pool_size = workers or max(2, os.cpu_count() or 2)
+    if user_plans:
+        with ThreadPoolExecutor(max_workers=pool_size) as pool:
+            list(pool.map(issuance.apply, user_plans))
 
     # Each node's dir gets the node users' client certificates and the extras.
+    user_files = {}
+    for user in node_users:
+        source = user_dir(pki_dir, user)
+        cert_name = rules.client_cert_name(user)
+        for name, mode in ((cert_name, rules.CERT_MODE), (rules.key_name(cert_name), rules.KEY_MODE)):
+            user_files[name] = (fileio.read_optional(os.path.join(source, name)), mode)
     for host in sorted(nodes):
         directory = issued_dir(pki_dir, host)
-        extra = fileio.FileSet(directory)
         wanted = []
         for user in node_users:
-            source = user_dir(pki_dir, user)
             cert_name = rules.client_cert_name(user)
-            for name, mode in ((cert_name, rules.CERT_MODE), (rules.key_name(cert_name), rules.KEY_MODE)):
-                wanted.append((name, fileio.read_optional(os.path.join(source, name)), mode))
+            for name in (cert_name, rules.key_name(cert_name)):
+                wanted.append((name,) + user_files[name])
         if layout == "split_ca":
             wanted.append(bundles["client_ca"][0:1] + (bundles["client_ca"][1], rules.CERT_MODE))
         wanted.append(bundles["ca"][0:1] + (bundles["ca"][1], rules.CERT_MODE))
@@ -201,13 +217,33 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
         for name, data, mode in wanted:
             if data is None:
                 continue
-            current = fileio.read_optional(os.path.join(directory, name)) if os.path.isdir(directory) else None
+            if name in pending[host]:
+                current = pending[host][name][1]
+            else:
+                current = fileio.read_optional(os.path.join(directory, name)) if os.path.isdir(directory) else None
             if current != data:
-                extra.add(name, data, mode)
+                pending[host][name] = (name, data, mode, None, None)
                 hosts[host]["changed"] = True
                 hosts[host]["reasons"].append("%s updated" % name)
-        if len(extra) and not check_mode:
-            extra.commit()
+
+    def commit(host):
+        directory = issued_dir(pki_dir, host)
+        if pending[host]:
+            files = fileio.FileSet(directory)
+            for entry in pending[host].values():
+                files.add(*entry)
+            files.commit()
+        for name, mode, owner, group in host_fixes[host]:
+            fileio.set_attributes(os.path.join(directory, name), mode, owner, group)
+
+    try:
+        todo = [h for h in sorted(nodes) if pending[h] or host_fixes[h]] if not check_mode else []
+        if todo:
+            with ThreadPoolExecutor(max_workers=pool_size) as pool:
+                list(pool.map(commit, todo))
+    finally:
+        for index_path, certs in issued.items():
+            ledger.record(index_path, certs)
     changed = any(v["changed"] for v in hosts.values()) or any(v["changed"] for v in users_out.values())
     return {"changed": changed, "hosts": hosts, "users": users_out,
             "issued_count": sum(len(c) for c in issued.values())}

@@ -137,7 +137,7 @@ def _validate_staged(dest, wanted, managed, owner, group, process_user, expected
         files = fileio.FileSet(staging)
         for name, data, mode, fowner, fgroup in wanted:
             files.add(name, data, mode, fowner, fgroup)
-        files.commit(locked=True)
+        files.commit(locked=True, durable=False)   # a scratch copy, removed below
         report = _inspect(staging, process_user=process_user, expected_hosts=expected_hosts,
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
     finally:

@@ -15,11 +15,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-import fcntl
+import datetime
 import os
+import re
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 INDEX_NAME = "index.txt"
 
@@ -47,15 +48,8 @@ def entry_for(certificate):
             "unknown", openssl_subject(certificate.subject)]
 
 
-@contextlib.contextmanager
 def _locked(index_path):
-    fd = os.open(index_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return fileio.flocked(index_path + ".lock", create=True)
 
 
 def read_index(index_path):
@@ -92,3 +86,132 @@ def record(index_path, certificates):
 
 def index_path_for(ca_dir):
     return os.path.join(ca_dir, INDEX_NAME)
+
+
+# --------------------------------------------------------------------------
+# Revocation
+# --------------------------------------------------------------------------
+
+# The CRL reason names ``openssl ca -crl_reason`` writes into the index (and
+# ``openssl ocsp`` reads back). removeFromCRL (delta CRLs only) and the
+# holdInstruction/keyTime/CAkeyTime forms, which need an extra field, are
+# left out.
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "CACompromise", "affiliationChanged",
+                      "superseded", "cessationOfOperation", "certificateHold")
+STATUS_NAMES = {"V": "valid", "R": "revoked", "E": "expired"}
+
+
+def canonical_reason(reason):
+    """``reason`` spelt as OpenSSL spells it (matched without regard to case)."""
+    for known in REVOCATION_REASONS:
+        if isinstance(reason, str) and reason.lower() == known.lower():
+            return known
+    raise CrdbTlsError("revocation reason %r is not one OpenSSL knows (use one of: %s)"
+                       % (reason, ", ".join(REVOCATION_REASONS)))
+
+
+def canonical_serial(serial):
+    """A serial as the index writes it (upper-case hex, even length); ``0x``, colons and case are accepted."""
+    text = serial if isinstance(serial, str) else ""
+    if isinstance(serial, int) and not isinstance(serial, bool):
+        text = "%X" % serial
+    text = text.strip().replace(":", "")
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    if not text or not all(c in "0123456789abcdefABCDEF" for c in text) or int(text, 16) <= 0:
+        raise CrdbTlsError("serial %r is not a positive hexadecimal certificate serial number "
+                           "(example: 3F1A09C2...)" % (serial,))
+    text = "%X" % int(text, 16)
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def _parse_time(text):
+    """An index date (``YYMMDDHHMMSSZ`` or ``YYYYMMDDHHMMSSZ``) as an aware datetime, or None."""
+    if not text:
+        return None
+    try:
+        if len(text) == 13:
+            moment = datetime.datetime.strptime(text, "%y%m%d%H%M%SZ")
+            if moment.year >= 2050:  # RFC 5280: UTCTime years 50-99 are 19xx
+                moment = moment.replace(year=moment.year - 100)
+        else:
+            moment = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc)
+
+
+def subject_common_name(subject):
+    """The last ``CN=`` of a one-line OpenSSL subject (``/O=Cockroach/CN=root`` gives ``root``)."""
+    parts = re.split(r"(?<!\\)/", subject)
+    names = [p[3:].replace("\\/", "/") for p in parts if p.startswith("CN=")]
+    return names[-1] if names else None
+
+
+def row_dict(row):
+    """One index row as a dict (status, serial, subject, dates, reason)."""
+    row = list(row) + [""] * (6 - len(row))
+    revocation, _comma, reason = row[2].partition(",")
+    expires = _parse_time(row[1])
+    revoked = _parse_time(revocation)
+    return {
+        "status": STATUS_NAMES.get(row[0], row[0]),
+        "serial": row[3],
+        "subject": row[5],
+        "common_name": subject_common_name(row[5]),
+        "not_after": expires.isoformat() if expires else row[1],
+        "revoked_on": revoked.isoformat() if revoked else (revocation or None),
+        "reason": (reason or "unspecified") if row[0] == "R" else None,
+    }
+
+
+def status(index_path):
+    """Every row of the index as :func:`row_dict` dicts (empty when there is no index yet)."""
+    return [row_dict(row) for row in read_index(index_path)]
+
+
+def revoke(index_path, serial=None, subject_cn=None, reason="unspecified", now=None, check_mode=False):
+    """Mark the valid rows of ``serial`` (or of common name ``subject_cn``) revoked.
+
+    Writes OpenSSL's revocation field, ``YYMMDDHHMMSSZ`` followed by
+    ``,reason`` unless the reason is ``unspecified`` (as ``openssl ca
+    -revoke`` does), under the index lock. Rows already revoked are left
+    alone, so a second call changes nothing. Returns the changed rows as
+    :func:`row_dict` dicts (what would change, with ``check_mode``). Raises
+    CrdbTlsError when no row of the index matches at all.
+    """
+    if (serial is None) == (subject_cn is None):
+        raise CrdbTlsError("revoke needs exactly one of serial or subject_cn")
+    reason = canonical_reason(reason)
+    if not os.path.exists(index_path):
+        raise CrdbTlsError("%s does not exist: this CA has not recorded any certificate, so there is "
+                           "nothing to revoke" % index_path)
+    wanted_serial = canonical_serial(serial) if serial is not None else None
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    field = _openssl_time(now) + ("" if reason == "unspecified" else "," + reason)
+    with _locked(index_path):
+        rows = read_index(index_path)
+        matched, changed = 0, []
+        for row in rows:
+            if len(row) < 6:
+                continue
+            if wanted_serial is not None:
+                try:
+                    hit = canonical_serial(row[3]) == wanted_serial
+                except CrdbTlsError:
+                    hit = False
+            else:
+                hit = subject_common_name(row[5]) == subject_cn
+            if not hit:
+                continue
+            matched += 1
+            if row[0] == "V":
+                row[0], row[2] = "R", field
+                changed.append(row_dict(row))
+        if not matched:
+            what = "serial %s" % wanted_serial if wanted_serial is not None else "common name %r" % (subject_cn,)
+            raise CrdbTlsError("no certificate with %s in %s (%d certificates recorded): nothing to revoke"
+                               % (what, index_path, len(rows)))
+        if changed and not check_mode:
+            _write_index(index_path, rows)
+        return changed

@@ -557,6 +557,8 @@ def build_spec(profile, user=None, hosts=None, common_name=None,
     if info["sans"] and not names:
         raise CrdbTlsError("profile %r needs at least one host (IP address or DNS name) "
                            "for the Subject Alternative Name" % profile)
+    if info["cn"] is None and profile != "client" and common_name is None and not names:
+        raise CrdbTlsError("profile %r needs common_name (it has no host to take one from)" % profile)
     fixed_cn = info["cn"] if profile != "client" else user
     if fixed_cn is not None:
         if common_name is not None and common_name != fixed_cn:
@@ -760,6 +762,9 @@ def issue(spec, public_key, ca, now=None, serial=None):
         builder = builder.add_extension(x509.AuthorityInformationAccess([
             x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                    x509.UniformResourceIdentifier(spec.ocsp_url))]), critical=False)
+    if rules.EKU_OCSP in spec.ekus:
+        # RFC 6960 4.2.2.2.1: clients need not check the responder's own status.
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
     return builder.sign(ca.key, _signature_hash(ca.key))
 
 

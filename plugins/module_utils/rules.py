@@ -46,6 +46,7 @@ BACKDATE = datetime.timedelta(hours=24)
 DEFAULT_ORGANIZATION = "Cockroach"
 DEFAULT_CA_COMMON_NAME = "Cockroach CA"
 DEFAULT_CLIENT_CA_COMMON_NAME = "Cockroach Client CA"
+DEFAULT_OCSP_COMMON_NAME = "Cockroach OCSP Responder"
 
 MAX_USERNAME_LENGTH = 63
 NODE_USER = "node"
@@ -99,6 +100,10 @@ PROFILES = {
                "cn": None, "sans": False},
     "ui": {"file": "ui.crt", "ca_role": "ca", "ekus": (EKU_SERVER,), "cn": None,
            "sans": True},
+    # The delegated OCSP responder of a CA (``openssl ocsp -rsigner``): signed by
+    # the CA it answers for, whichever role that is; not a file CockroachDB reads.
+    "ocsp": {"file": "ocsp.crt", "ca_role": None, "ekus": (EKU_OCSP,), "cn": None,
+             "sans": False},
 }
 LEAF_PROFILES = tuple(p for p in PROFILES if p != "ca")
 
