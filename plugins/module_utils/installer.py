@@ -189,7 +189,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
             if drift:
                 fixes.append((name, mode, fowner, fgroup))
                 reasons.append("%s: %s" % (name, drift))
-        if writes and validate and not check_mode:
+        if (writes or fixes or fix_dir) and validate and not check_mode:
             problems = _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
                                         expected_ui_hosts, layout, purpose)
             if problems:
@@ -213,7 +213,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     result["changed_files"] = [w[0] for w in writes] + [f[0] for f in fixes]
     result["changed"] = bool(reasons)
     result["content_changed"] = bool(writes)
-    if validate and writes and not check_mode:
+    if validate and (writes or fixes) and not check_mode:
         report = _inspect(dest, process_user=process_user, expected_hosts=expected_hosts,
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
         result["problems"] = report["problems"]

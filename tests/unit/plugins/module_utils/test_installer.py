@@ -201,6 +201,21 @@ def test_root_owned_keys_are_0640_for_the_process_group(dest, good, cockroach_ac
     assert snapshot(dest) == before
 
 
+def test_an_owner_or_mode_fix_is_validated_too(dest, good, cockroach_account):
+    """Same content, only the key's group changes to one the process cannot read: refused, nothing changes."""
+    certificates, keys = good
+    user, _uid, gid = cockroach_account
+    installer.install(dest, certificates, keys, owner=user, group=user, key_owner=0, key_group=gid,
+                      process_user=user, layout="standard")
+    before = snapshot(dest)
+    nogroup = 65534 if gid != 65534 else 1
+    with pytest.raises(CrdbTlsError) as exc:
+        installer.install(dest, certificates, keys, owner=user, group=user, key_owner=0, key_group=nogroup,
+                          process_user=user, layout="standard")
+    assert "node.key" in str(exc.value) and "0740 is allowed only" in str(exc.value)
+    assert snapshot(dest) == before
+
+
 # --------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("name, where", [("ca.old.crt", "certificates"), ("ca.key", "keys"),
