@@ -29,10 +29,41 @@ class ActionModule(ActionBase):
         if src is not None:
             if args.get("certificates") or args.get("keys"):
                 raise AnsibleActionFail("src and certificates/keys exclude each other")
-            args["certificates"], args["keys"] = self._read_src(self._loader.path_dwim(src), names)
+            src = self._loader.path_dwim(src)
+            args["certificates"], args["keys"] = self._read_src(src, names)
+            if args.get("validate", True):
+                self._validate_on_controller(src, names, args)
         result.update(self._execute_module(module_name="crdb.tls.install", module_args=args,
                                            task_vars=task_vars))
         return result
+
+    @staticmethod
+    def _validate_on_controller(src, names, args):
+        """Check the certificates' content here, where cryptography is sure to be.
+
+        The node checks the set again with its real owners and the files it
+        already has; without python3-cryptography it can only check names,
+        layout and key permissions, so the content check must happen here.
+        """
+        try:
+            from ansible_collections.crdb.tls.plugins.module_utils import certsdir, pki
+            from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+        except ImportError as exc:  # pragma: no cover
+            raise AnsibleActionFail("cannot load the crdb.tls validator on the controller: %s" % exc)
+        if not pki.HAS_CRYPTOGRAPHY:
+            raise AnsibleActionFail("the controller needs the Python cryptography library (pip install cryptography)")
+        chosen = None if names is None else set(names)
+        try:
+            report = certsdir.inspect(src, expected_hosts=args.get("expected_hosts"),
+                                      expected_ui_hosts=args.get("expected_ui_hosts"),
+                                      layout=args.get("layout") if chosen is None else None,
+                                      purpose=args.get("purpose") or "node", trusted_keys=True, permissions=False)
+        except CrdbTlsError as exc:
+            raise AnsibleActionFail(str(exc))
+        problems = [p for p in report["problems"]
+                    if (chosen is None or p.split(":", 1)[0] in chosen) and "in the certs dir to verify it" not in p]
+        if problems:
+            raise AnsibleActionFail("refusing to send %s: the set would not work: %s" % (src, "; ".join(problems)))
 
     @staticmethod
     def _read_src(src, names):

@@ -16,7 +16,7 @@ import datetime
 import os
 import pwd
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 _USAGE = {
@@ -47,7 +47,8 @@ def process_gid_for(user, certs_dir):
 
 
 def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts=None,
-            min_remaining=None, layout=None, now=None, purpose="node", trusted_keys=False):
+            min_remaining=None, layout=None, now=None, purpose="node", trusted_keys=False, content=True,
+            permissions=True):
     """Entries and problems of a certs dir; see the module ``crdb.tls.certs_info``.
 
     ``purpose`` is ``node`` for a node's certs dir, ``client`` for a SQL
@@ -55,6 +56,10 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
     client certificates cannot be verified there (the client CA is not in it).
     ``trusted_keys``: the keys were made by this collection (see
     :func:`pki.load_private_key`); their match with the certificate is still checked.
+    ``content=False`` checks only what needs no cryptography: names, PEM block
+    labels, layout files, keys present and their permissions (a node without
+    python3-cryptography; the content was checked on the controller).
+    ``permissions=False`` skips the key permission rule (files on the controller).
     """
     if purpose not in ("node", "client"):
         raise CrdbTlsError("purpose %r must be node or client" % (purpose,))
@@ -62,7 +67,7 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
     min_remaining = pki.parse_duration(min_remaining, "min_remaining") or datetime.timedelta(0)
     if layout is not None:
         rules.layout_files(layout)
-    for host in list(expected_hosts or []) + list(expected_ui_hosts or []):
+    for host in list(expected_hosts or []) + list(expected_ui_hosts or []) if content else []:
         pki.parse_host(host, "expected host")
     report = {"certs_dir": certs_dir, "entries": [], "problems": [], "skipped": [], "layout": None}
     problems = report["problems"]
@@ -95,7 +100,15 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
             problems.append("%s: %s" % (name, why))
             continue
         try:
-            certs = pki.load_certificates(fileio.read_file(path, "certificate"), path)
+            data = fileio.read_file(path, "certificate")
+            if content:
+                certs = pki.load_certificates(data, path)
+            else:
+                labels = [label for label, _block in pem.blocks(data)]
+                if not labels or set(labels) != set(["CERTIFICATE"]):
+                    raise CrdbTlsError("%s: expected only CERTIFICATE PEM blocks, found %s"
+                                       % (path, ", ".join(labels) or "none"))
+                certs = None
         except CrdbTlsError as exc:
             problems.append("%s: %s" % (name, exc))
             report["entries"].append(_entry(kind, name, None, None, [], qualifier, str(exc)))
@@ -116,13 +129,20 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
         kind, qualifier, certs = loaded[name]
         own = []
         key_file = None
+        if certs is None:   # content=False
+            if kind not in rules.CA_KINDS:
+                key_file = rules.key_name(name)
+                own.extend(_key_problems(certs_dir, key_file, None, process_gid, trusted_keys, permissions))
+            problems.extend("%s: %s" % (name, p) for p in own)
+            report["entries"].append(_entry(kind, name, key_file, None, [], qualifier, "; ".join(own)))
+            continue
         if kind in rules.CA_KINDS:
             for index, cert in enumerate(certs, 1):
                 for problem in pki.ca_certificate_problems(cert, name, now):
                     own.append(problem[len(name) + 2:] + ("" if len(certs) == 1 else " (certificate %d)" % index))
         else:
             key_file = rules.key_name(name)
-            own.extend(_key_problems(certs_dir, key_file, certs[0], process_gid, trusted_keys))
+            own.extend(_key_problems(certs_dir, key_file, certs[0], process_gid, trusted_keys, permissions))
             unverifiable = (purpose == "client" and layout == "split_ca" and kind == rules.KIND_CLIENT
                             and "ca-client.crt" not in present)
             own.extend(_leaf_problems(name, kind, qualifier, certs, present,
@@ -141,15 +161,17 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
     return report
 
 
-def _key_problems(certs_dir, key_file, leaf, process_gid, trusted):
+def _key_problems(certs_dir, key_file, leaf, process_gid, trusted, permissions=True):
     path = os.path.join(certs_dir, key_file)
     if not os.path.exists(path):
         return ["key %s is missing" % key_file]
     out = []
     st = os.stat(path)
-    perm = rules.key_mode_problem(st.st_mode, st.st_uid, st.st_gid, process_gid)
+    perm = rules.key_mode_problem(st.st_mode, st.st_uid, st.st_gid, process_gid) if permissions else None
     if perm:
         out.append("key %s: %s" % (key_file, perm))
+    if leaf is None:   # content=False: no cryptography to read the key with
+        return out
     try:
         key = pki.load_private_key(fileio.read_file(path, "key"), path, trusted=trusted)
     except CrdbTlsError as exc:

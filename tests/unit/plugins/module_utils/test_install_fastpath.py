@@ -45,3 +45,46 @@ def test_unchanged_install_does_not_import_cryptography(tmp_path):
     assert run() == ["True", "True"]     # first install validates the set: cryptography is needed
     assert run() == ["False", "False"]   # nothing to change: a byte compare and a stat
     assert installer.STAGING_PREFIX not in "".join(os.listdir(dest))
+
+
+NO_CRYPTO_CHILD = r"""
+import json, sys
+sys.modules["cryptography"] = None          # a node without python3-cryptography
+from ansible_collections.crdb.tls.plugins.module_utils import installer, pki
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+assert not pki.HAS_CRYPTOGRAPHY
+files = {}
+for name in ("ca.crt", "node.crt", "node.key"):
+    with open(sys.argv[2] + "/" + name, "rb") as handle:
+        files[name] = handle.read()
+try:
+    result = installer.install(sys.argv[1], {n: files[n] for n in ("ca.crt", "node.crt")},
+                               {"node.key": files["node.key"]}, layout=sys.argv[3] or None)
+    print(json.dumps({"changed": result["changed"], "problems": result["problems"]}))
+except CrdbTlsError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def test_a_node_without_cryptography_still_gets_names_layout_and_permissions_checked(tmp_path):
+    import json
+    src = tmp_path / "src"
+    src.mkdir()
+    key = pki.generate_key("ecdsa", 256)
+    ca = pki.load_ca(pki.certificates_pem([pki.generate_ca(key)]), pki.private_key_pem(key), "ca", "ca.key")
+    node_key = pki.generate_key("ecdsa", 256)
+    spec = pki.build_spec("node", hosts=["127.0.0.1"])
+    (src / "ca.crt").write_bytes(pki.certificates_pem([ca.certificate]))
+    (src / "node.crt").write_bytes(pki.certificates_pem([pki.issue(spec, node_key.public_key(), ca)]))
+    (src / "node.key").write_bytes(pki.private_key_pem(node_key))
+
+    def run(dest, layout=""):
+        out = subprocess.run([sys.executable, "-c", NO_CRYPTO_CHILD, str(dest), str(src), layout],
+                             env=dict(os.environ), capture_output=True, text=True, check=True, timeout=60)
+        return json.loads(out.stdout)
+
+    assert run(tmp_path / "ok", "standard") == {"changed": True, "problems": []}
+    # The layout check needs no cryptography: split_node wants client.node.crt too.
+    refused = run(tmp_path / "split", "split_node")
+    assert "client.node.crt: missing (required by the split_node layout)" in refused["error"]
+    assert not os.path.exists(tmp_path / "split" / "node.crt")
