@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, ledger, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, ledger, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 
@@ -236,3 +236,24 @@ def _summary(cert):
         "serial": pki.serial_hex(cert),
         "not_after": pki.not_after(cert).isoformat(),
     }
+
+
+def ensure_from_pki(certs_dir, spec, ca_path, ca_role="ca", ca_passphrase=None, install_ca_bundle=True,
+                    record=True, check_mode=False, **plan_options):
+    """Keep ``spec``'s certificate in ``certs_dir``, signed by the CA ``ca_role`` of the PKI dir ``ca_path``.
+
+    What the single-certificate modules do: load the CA, plan, apply unless
+    ``check_mode``. Returns ``(result dict, diff dict)``.
+    """
+    fileio.require_dir(certs_dir, "certs_dir")
+    ca = authority.load(ca_path, ca_role, ca_passphrase)
+    paths = authority.paths(ca_path, ca_role)
+    bundle = None
+    if install_ca_bundle:
+        bundle = (paths["bundle_name"], fileio.read_file(paths["bundle"], "CA bundle"))
+    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=paths["index"] if record else None,
+                  **plan_options)
+    changes = diff(result)
+    if not check_mode:
+        apply(result)
+    return result.result(), changes

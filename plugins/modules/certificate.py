@@ -252,7 +252,7 @@ profile:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, module_support, pki
+from ansible_collections.crdb.tls.plugins.module_utils import issuance, module_support, pki
 
 
 def main():
@@ -290,21 +290,11 @@ def main():
         p = module.params
         spec = pki.build_spec(p["profile"], user=p["user"], hosts=p["hosts"], common_name=p["common_name"],
                               organization=p["organization"], lifetime=p["lifetime"], ocsp_url=p["ocsp_url"])
-        fileio.require_dir(p["certs_dir"], "certs_dir")
-        ca = authority.load(p["ca_path"], p["ca_role"], p["ca_passphrase"])
-        paths = authority.paths(p["ca_path"], p["ca_role"])
-        bundle = None
-        if p["install_ca_bundle"]:
-            bundle = (paths["bundle_name"], fileio.read_file(paths["bundle"], "CA bundle"))
-        plan = issuance.plan(
-            p["certs_dir"], spec, ca, key_type=p["key_type"], key_size=p["key_size"],
-            renew_before=p["renew_before"], force=p["force"], reuse_key=p["reuse_key"],
-            owner=p["owner"], group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"],
-            pkcs8=p["pkcs8"], ca_bundle=bundle, index_path=paths["index"] if p["record"] else None)
-        diff = issuance.diff(plan)
-        if not module.check_mode:
-            issuance.apply(plan)
-        result = plan.result()
+        result, diff = issuance.ensure_from_pki(
+            p["certs_dir"], spec, p["ca_path"], p["ca_role"], p["ca_passphrase"], p["install_ca_bundle"],
+            p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
+            renew_before=p["renew_before"], force=p["force"], reuse_key=p["reuse_key"], owner=p["owner"],
+            group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"], pkcs8=p["pkcs8"])
         if module._diff:
             result["diff"] = diff
         return result
