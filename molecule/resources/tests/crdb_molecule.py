@@ -190,7 +190,7 @@ class CertInfo(object):
         for index, line in enumerate(lines):
             if "Subject Alternative Name" in line and index + 1 < len(lines):
                 for item in lines[index + 1].split(","):
-                    kind, _, value = item.strip().partition(":")
+                    kind, _sep, value = item.strip().partition(":")
                     self.sans.add(("IP" if kind.startswith("IP") else kind, value.strip()))
             if "Extended Key Usage" in line and index + 1 < len(lines):
                 self.ekus = set(x.strip() for x in lines[index + 1].split(","))
@@ -212,4 +212,3 @@ def controller_ca_pubkeys():
             keys.add(cert.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
     return keys
-

@@ -26,8 +26,14 @@ import tempfile
 
 
 def run(args):
-    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          check=False)
     return proc.returncode, proc.stdout
+
+
+def output(args):
+    """What ``args`` printed (stdout and stderr), whatever its exit code."""
+    return run(args)[1]
 
 
 def describe(path):
@@ -46,11 +52,11 @@ def describe(path):
 
 def cert_facts(path, cafiles):
     facts = {}
-    _, facts["x509"] = run(["openssl", "x509", "-in", path, "-noout", "-nameopt", "RFC2253", "-subject",
+    facts["x509"] = output(["openssl", "x509", "-in", path, "-noout", "-nameopt", "RFC2253", "-subject",
                             "-ext", "subjectAltName,extendedKeyUsage"])
-    _, out = run(["openssl", "x509", "-in", path, "-noout", "-fingerprint", "-sha256"])
+    out = output(["openssl", "x509", "-in", path, "-noout", "-fingerprint", "-sha256"])
     facts["fingerprint"] = out.strip().split("=", 1)[-1].replace(":", "").lower()
-    _, facts["pubkey"] = run(["openssl", "x509", "-in", path, "-noout", "-pubkey"])
+    facts["pubkey"] = output(["openssl", "x509", "-in", path, "-noout", "-pubkey"])
     with open(path) as handle:
         facts["count"] = handle.read().count("BEGIN CERTIFICATE")
     facts["verify"] = {}
@@ -80,7 +86,7 @@ def inspect_dir(directory, extra_cafiles):
 
 
 def find(*args):
-    _, out = run(["find", "/", "-xdev"] + list(args) + ["-print"])
+    out = output(["find", "/", "-xdev"] + list(args) + ["-print"])
     return sorted(line for line in out.splitlines() if line)
 
 
@@ -103,8 +109,8 @@ def main():
     result["ca_key_files"] = find("(", "-name", "ca*.key", "-o", "-name", "ca*.key.pk8", "-o",
                                   "-name", "*.signer.pem", ")")
     for path in find("-type", "f", "-name", "*.key"):
-        _, result["keys"][path] = run(["openssl", "pkey", "-in", path, "-pubout"])
-    _, out = run(["ip", "-4", "-o", "addr", "show", "scope", "global"])
+        result["keys"][path] = output(["openssl", "pkey", "-in", path, "-pubout"])
+    out = output(["ip", "-4", "-o", "addr", "show", "scope", "global"])
     result["ips"] = sorted(set(re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", out)))
     for name in os.listdir(tmp):
         os.unlink(os.path.join(tmp, name))
