@@ -50,21 +50,22 @@ def load(pki_dir, role, passphrase=None, now=None):
         if not os.path.exists(p[what]):
             raise CrdbTlsError("CA %s: %s does not exist; create the CA first with crdb.tls.ca "
                                "(path=%s, role=%s)" % (role, p[what], pki_dir, role))
-    bundle = pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
-    ca = pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
-                     p["signer"], p["key"], passphrase=passphrase, roots_data=None, now=now, trusted=True) \
-        if _signer_is_root(p) else \
-        pki.load_ca(fileio.read_file(p["signer"], "CA certificate"), fileio.read_file(p["key"], "CA key"),
-                    p["signer"], p["key"], passphrase=passphrase,
-                    roots_data=pki.certificates_pem(bundle), roots_source=p["bundle"], now=now,
-                    trusted=True)
-    ca.roots = bundle
+    bundle_data = fileio.read_file(p["bundle"], "CA bundle")
+    signer_data = fileio.read_file(p["signer"], "CA certificate")
+    signer_chain = pki.load_certificates(signer_data, p["signer"])
+    signer_is_root = len(signer_chain) == 1 and signer_chain[0].issuer == signer_chain[0].subject
+    # An intermediate signer's roots come from the trust bundle.
+    ca = pki.load_ca(signer_data, fileio.read_file(p["key"], "CA key"), p["signer"], p["key"],
+                     passphrase=passphrase, roots_data=None if signer_is_root else bundle_data,
+                     roots_source=p["bundle"], now=now, trusted=True)
+    ca.roots = pki.load_certificates(bundle_data, p["bundle"])
     return ca
 
 
-def _signer_is_root(p):
-    certs = pki.load_certificates(fileio.read_file(p["signer"], "CA certificate"), p["signer"])
-    return len(certs) == 1 and certs[0].issuer == certs[0].subject
+def bundle(pki_dir, role):
+    """``(file name in a certs dir, bytes)`` of the trust bundle of ``role``."""
+    p = paths(pki_dir, role)
+    return p["bundle_name"], fileio.read_file(p["bundle"], "CA bundle")
 
 
 def _existing(p, passphrase, now):

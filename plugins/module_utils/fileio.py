@@ -183,6 +183,23 @@ def atomic_write(path, data, mode, owner=None, group=None):
     _fsync_dir(directory)
 
 
+def attribute_drift(path, mode, owner=None, group=None):
+    """How ``path``'s mode and ownership differ from what is wanted, or None (also when it is missing)."""
+    state = file_state(path)
+    if state is None:
+        return None
+    have_mode, uid, gid = state
+    parts = []
+    if have_mode != mode:
+        parts.append("mode is %04o, want %04o" % (have_mode, mode))
+    want_uid, want_gid = resolve_uid(owner), resolve_gid(group)
+    if want_uid != -1 and uid != want_uid:
+        parts.append("owner uid is %d, want %d (%s)" % (uid, want_uid, owner))
+    if want_gid != -1 and gid != want_gid:
+        parts.append("group gid is %d, want %d (%s)" % (gid, want_gid, group))
+    return ", ".join(parts) or None
+
+
 def set_attributes(path, mode, owner=None, group=None):
     """Fix mode and ownership in place; returns True when anything changed."""
     current = file_state(path)

@@ -40,8 +40,8 @@ def user_dir(pki_dir, user):
     return os.path.join(pki_dir, ISSUED_DIR, USERS_DIR, user)
 
 
-def _ensure_private_dir(path, check_mode):
-    if not os.path.isdir(path) and not check_mode:
+def _ensure_private_dir(path):
+    if not os.path.isdir(path):
         os.makedirs(path, 0o700)
         os.chmod(path, 0o700)
     return path
@@ -135,17 +135,16 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     cas, bundles, indexes = {}, {}, {}
     for role in sorted(roles_needed):
         cas[role] = authority.load(pki_dir, role, passphrases.get(role), now)
-        paths = authority.paths(pki_dir, role)
-        bundles[role] = (paths["bundle_name"], fileio.read_file(paths["bundle"], "CA bundle"))
-        indexes[role] = paths["index"]
+        bundles[role] = authority.bundle(pki_dir, role)
+        indexes[role] = authority.paths(pki_dir, role)["index"]
     options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
     if not check_mode:
-        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR), check_mode)
-        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR), check_mode)
+        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR))
+        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR))
         for job in jobs:
-            _ensure_private_dir(job[1], check_mode)
+            _ensure_private_dir(job[1])
 
     def run(job):
         key, directory, spec, role, extra = job
@@ -156,7 +155,8 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
                                   renew_before=renew_before, pkcs8=extra.get("pkcs8", False),
                                   ca_bundle=bundle, index_path=indexes[role], now=now)
 
-    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
+    pool_size = workers or max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=pool_size) as pool:
         plans = dict(pool.map(run, jobs))
 
     hosts = dict((h, {"changed": False, "reasons": [], "dir": issued_dir(pki_dir, h),
@@ -176,20 +176,19 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
             out["reasons"].append("%s: not issued yet" % what)
             continue
         if not check_mode:
-            plan.index_path = None
+            if plan.issued is not None:
+                issued.setdefault(plan.index_path, []).append(plan.issued)
+            plan.index_path = None   # recorded below, one locked update per CA
             if owner == "_users":
                 user_plans.append(plan)
             else:
                 for entry in plan.files:
                     pending[owner][entry[0]] = entry
                 host_fixes[owner].extend(plan.attribute_fixes)
-            if plan.issued is not None:
-                issued.setdefault(indexes[_role_of(plan, layout)], []).append(plan.issued)
         out["changed"] = out["changed"] or plan.changed
         out["reasons"].extend(plan.reasons)
         if plan.certificate is not None:
             out["fingerprints"][plan.spec.filename] = pki.fingerprint(plan.certificate)
-    pool_size = workers or max(2, os.cpu_count() or 2)
     if user_plans:
         with ThreadPoolExecutor(max_workers=pool_size) as pool:
             list(pool.map(issuance.apply, user_plans))
@@ -209,8 +208,8 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
             for name in (cert_name, rules.key_name(cert_name)):
                 wanted.append((name,) + user_files[name])
         if layout == "split_ca":
-            wanted.append(bundles["client_ca"][0:1] + (bundles["client_ca"][1], rules.CERT_MODE))
-        wanted.append(bundles["ca"][0:1] + (bundles["ca"][1], rules.CERT_MODE))
+            wanted.append(bundles["client_ca"] + (rules.CERT_MODE,))
+        wanted.append(bundles["ca"] + (rules.CERT_MODE,))
         if provided_ui is not None:
             wanted.append(("ui.crt", provided_ui[0], rules.CERT_MODE))
             wanted.append(("ui.key", provided_ui[1], rules.KEY_MODE))
@@ -247,12 +246,3 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     changed = any(v["changed"] for v in hosts.values()) or any(v["changed"] for v in users_out.values())
     return {"changed": changed, "hosts": hosts, "users": users_out,
             "issued_count": sum(len(c) for c in issued.values())}
-
-
-def _role_of(plan, layout):
-    profile = plan.spec.profile
-    if profile == "client":
-        return rules.client_ca_role(layout)
-    if profile == "ui":
-        return "ca"
-    return rules.layout_profiles(layout)[profile]

@@ -48,8 +48,8 @@ def _check_names(certificates, keys):
             cert = name[:-len(rules.PKCS8_SUFFIX)] + rules.CERT_SUFFIX
         elif name.endswith(rules.KEY_SUFFIX):
             cert = name[:-len(rules.KEY_SUFFIX)] + rules.CERT_SUFFIX
-        if cert is None or rules.classify(cert) is None or rules.classify(cert)[0] in rules.CA_KINDS \
-                or rules.classify(cert)[0] is None:
+        kind = (rules.classify(cert) or (None,))[0] if cert else None
+        if kind is None or kind in rules.CA_KINDS:
             raise CrdbTlsError("refusing to install %r: not the key of a certificate CockroachDB reads "
                                "(CA keys never go to a certs dir)" % name)
     return managed_certs
@@ -97,26 +97,11 @@ def _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons):
             os.chown(dest, fileio.resolve_uid(owner), fileio.resolve_gid(group))
             os.chmod(dest, dir_mode)
         return created, False
-    drift = _drift(dest, dir_mode, owner, group)
+    drift = fileio.attribute_drift(dest, dir_mode, owner, group)
     if drift:
         reasons.append("certs dir %s: %s" % (dest, drift))
         return [], True
     return [], False
-
-
-def _drift(path, mode, owner, group):
-    state = fileio.file_state(path)
-    if state is None:
-        return None
-    parts = []
-    if state[0] != mode:
-        parts.append("mode is %04o, want %04o" % (state[0], mode))
-    uid, gid = fileio.resolve_uid(owner), fileio.resolve_gid(group)
-    if uid != -1 and state[1] != uid:
-        parts.append("owner uid is %d, want %d" % (state[1], uid))
-    if gid != -1 and state[2] != gid:
-        parts.append("group gid is %d, want %d" % (state[2], gid))
-    return ", ".join(parts) or None
 
 
 def _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
@@ -185,7 +170,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
                 writes.append((name, data, mode, fowner, fgroup))
                 reasons.append("%s %s" % (name, "is missing" if current is None else "content differs"))
                 continue
-            drift = _drift(path, mode, fowner, fgroup)
+            drift = fileio.attribute_drift(path, mode, fowner, fgroup)
             if drift:
                 fixes.append((name, mode, fowner, fgroup))
                 reasons.append("%s: %s" % (name, drift))

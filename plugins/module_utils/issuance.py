@@ -176,27 +176,11 @@ def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, rene
     for name, mode, fowner, fgroup in wanted_attrs:
         if name in written:
             continue
-        problem = _attribute_drift(os.path.join(certs_dir, name), mode, fowner, fgroup)
+        problem = fileio.attribute_drift(os.path.join(certs_dir, name), mode, fowner, fgroup)
         if problem:
             result.attribute_fixes.append((name, mode, fowner, fgroup))
             result.reasons.append("%s: %s" % (name, problem))
     return result
-
-
-def _attribute_drift(path, mode, owner, group):
-    state = fileio.file_state(path)
-    if state is None:
-        return None
-    have_mode, uid, gid = state
-    parts = []
-    if have_mode != mode:
-        parts.append("mode is %04o, want %04o" % (have_mode, mode))
-    want_uid, want_gid = fileio.resolve_uid(owner), fileio.resolve_gid(group)
-    if want_uid != -1 and uid != want_uid:
-        parts.append("owner uid is %d, want %d (%s)" % (uid, want_uid, owner))
-    if want_gid != -1 and gid != want_gid:
-        parts.append("group gid is %d, want %d (%s)" % (gid, want_gid, group))
-    return ", ".join(parts) or None
 
 
 def apply(result):
@@ -247,11 +231,9 @@ def ensure_from_pki(certs_dir, spec, ca_path, ca_role="ca", ca_passphrase=None, 
     """
     fileio.require_dir(certs_dir, "certs_dir")
     ca = authority.load(ca_path, ca_role, ca_passphrase)
-    paths = authority.paths(ca_path, ca_role)
-    bundle = None
-    if install_ca_bundle:
-        bundle = (paths["bundle_name"], fileio.read_file(paths["bundle"], "CA bundle"))
-    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=paths["index"] if record else None,
+    bundle = authority.bundle(ca_path, ca_role) if install_ca_bundle else None
+    index_path = authority.paths(ca_path, ca_role)["index"] if record else None
+    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=index_path,
                   **plan_options)
     changes = diff(result)
     if not check_mode:

@@ -14,6 +14,14 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 
+def key_argument_spec():
+    """``key_type`` and ``key_size``: the options of the ``crdb.tls.keys`` doc fragment."""
+    return dict(
+        key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
+        key_size=dict(type="int"),
+    )
+
+
 def require_cryptography(module):
     from ansible_collections.crdb.tls.plugins.module_utils import pki
     if not pki.HAS_CRYPTOGRAPHY:

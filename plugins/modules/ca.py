@@ -219,6 +219,7 @@ from ansible_collections.crdb.tls.plugins.module_utils import authority, module_
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            module_support.key_argument_spec(),
             path=dict(type="path", required=True),
             role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
             cert_src=dict(type="path"),
@@ -228,8 +229,6 @@ def main():
             common_name=dict(type="str"),
             organization=dict(type="str", default="Cockroach"),
             lifetime=dict(type="str", default="87840h"),
-            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
-            key_size=dict(type="int"),
             renew_before=dict(type="str"),
             force=dict(type="bool", default=False),
             keep_previous=dict(type="bool", default=True),

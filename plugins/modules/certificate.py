@@ -258,6 +258,7 @@ from ansible_collections.crdb.tls.plugins.module_utils import issuance, module_s
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            module_support.key_argument_spec(),
             certs_dir=dict(type="path", required=True),
             profile=dict(type="str", required=True, choices=["node", "node_server", "node_client", "client", "ui"]),
             user=dict(type="str"),
@@ -266,8 +267,6 @@ def main():
             organization=dict(type="str", default="Cockroach"),
             lifetime=dict(type="str", default="43920h"),
             renew_before=dict(type="str"),
-            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
-            key_size=dict(type="int"),
             reuse_key=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
             pkcs8=dict(type="bool", default=False),

@@ -159,6 +159,7 @@ from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_supp
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            module_support.key_argument_spec(),
             pki_dir=dict(type="path", required=True),
             layout=dict(type="str", choices=["standard", "split_node", "split_ca"], default="standard"),
             nodes=dict(type="dict", default={}),
@@ -168,8 +169,6 @@ def main():
             ui_cert_src=dict(type="path"),
             ui_key_src=dict(type="path"),
             ui_sans=dict(type="list", elements="str", default=[]),
-            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
-            key_size=dict(type="int"),
             lifetime=dict(type="str", default="43920h"),
             renew_before=dict(type="str"),
             organization=dict(type="str", default="Cockroach"),

@@ -186,13 +186,12 @@ from ansible_collections.crdb.tls.plugins.module_utils import issuance, module_s
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            module_support.key_argument_spec(),
             certs_dir=dict(type="path", required=True),
             common_name=dict(type="str", default=rules.DEFAULT_OCSP_COMMON_NAME),
             organization=dict(type="str", default=rules.DEFAULT_ORGANIZATION),
             lifetime=dict(type="str", default="8784h"),
             renew_before=dict(type="str"),
-            key_type=dict(type="str", choices=["rsa", "ecdsa"], default="rsa"),
-            key_size=dict(type="int"),
             force=dict(type="bool", default=False),
             ca_path=dict(type="path", required=True),
             ca_role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
