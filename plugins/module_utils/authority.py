@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
@@ -112,7 +113,10 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     one when ``keep_previous`` (the CA rotation bundle), expired ones dropped.
     """
     now = now or pki.utcnow()
-    fileio.require_dir(pki_dir, "PKI directory")
+    if not os.path.isdir(pki_dir):
+        if os.path.exists(pki_dir):
+            raise CrdbTlsError("PKI directory %s exists but is not a directory" % pki_dir)
+        fileio.require_dir(os.path.dirname(os.path.abspath(pki_dir)), "parent directory of the PKI directory")
     p = paths(pki_dir, role)
     renew_before = pki.parse_duration(renew_before, "renew_before")
     if common_name is None:
@@ -128,7 +132,9 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     else:
         pki.check_key_spec(key_type, key_size)
 
-    with fileio.dir_lock(pki_dir):
+    # Every input is checked: now the directory may be made.
+    dir_reasons = _private_dir(pki_dir, check_mode)
+    with fileio.dir_lock(pki_dir) if os.path.isdir(pki_dir) else contextlib.nullcontext():
         state, reasons = _existing(p, passphrase if provided is None else src_passphrase, now)
         current = state["signer"][0] if state["signer"] else None
         if provided is not None:
@@ -189,6 +195,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
         if len(files) and not check_mode:
             files.commit(locked=True)
     signer = new_signer_chain[0]
+    reasons = dir_reasons + reasons
     return {
         "changed": bool(len(files)) or bool(reasons),
         "rotated": rotate,
@@ -212,6 +219,20 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
             "after": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in bundle]},
         },
     }
+
+
+def _private_dir(pki_dir, check_mode):
+    """Create the PKI dir (0700) or tighten an open one; the reasons when anything changes."""
+    if not os.path.isdir(pki_dir):
+        if not check_mode:
+            fileio.ensure_private_dir(pki_dir, "PKI directory")
+        return ["PKI directory %s created (mode 0700)" % pki_dir]
+    mode = fileio.file_state(pki_dir)[0]
+    if mode & 0o077:
+        if not check_mode:
+            os.chmod(pki_dir, 0o700)
+        return ["PKI directory %s was mode %04o, now 0700" % (pki_dir, mode)]
+    return []
 
 
 def _root_of(signer_chain, bundle):

@@ -16,7 +16,7 @@ import datetime
 import os
 import pwd
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, pki, rules, stamp
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 _USAGE = {
@@ -159,6 +159,35 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
         problems.extend("%s: %s" % (name, p) for p in own)
         report["entries"].append(_entry(kind, name, key_file, certs[0], certs, qualifier, "; ".join(own)))
     return report
+
+
+def install_problems(src, names=None, expected_hosts=None, expected_ui_hosts=None, layout=None, purpose="node",
+                     record=True, now=None):
+    """Problems of a controller-side set ``src`` that ``crdb.tls.install`` would ship.
+
+    ``names`` limits the check to those files (the layout is then not
+    required). Key permissions are not checked (these are controller files)
+    and a client certificate that only the node's client CA can verify is
+    left to the node. With no problems and ``record``, the pass is recorded
+    (see ``stamp.py``) so the next install of the same bytes skips the check.
+    """
+    chosen = None if names is None else set(names)
+    report = inspect(src, expected_hosts=expected_hosts, expected_ui_hosts=expected_ui_hosts,
+                     layout=layout if chosen is None else None, purpose=purpose or "node",
+                     trusted_keys=True, permissions=False, now=now)
+    problems = [p for p in report["problems"]
+                if (chosen is None or p.split(":", 1)[0] in chosen) and "in the certs dir to verify it" not in p]
+    if not problems and record:
+        shipped = sorted(chosen) if chosen is not None else stamp.shipped_names(src)
+        certs = []
+        for name in shipped:
+            if name.endswith(rules.CERT_SUFFIX):
+                certs.extend(pki.load_certificates(fileio.read_file(os.path.join(src, name)), name))
+        if certs:
+            stamp.write(src, shipped, max(pki.not_before(c).timestamp() for c in certs),
+                        min(pki.not_after(c).timestamp() for c in certs), expected_hosts=expected_hosts,
+                        expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
+    return problems
 
 
 def _key_problems(certs_dir, key_file, leaf, process_gid, trusted, permissions=True):

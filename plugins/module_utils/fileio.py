@@ -95,6 +95,18 @@ def require_dir(path, what="directory"):
     return path
 
 
+def ensure_private_dir(path, what="directory"):
+    """Make ``path`` with mode 0700 when it is missing (its parent must exist); True when it was made."""
+    if os.path.isdir(path):
+        return False
+    if os.path.exists(path):
+        raise CrdbTlsError("%s %s exists but is not a directory" % (what, path))
+    require_dir(os.path.dirname(os.path.abspath(path)), "parent directory of the %s" % what)
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o700)   # whatever the umask left
+    return True
+
+
 def file_state(path):
     """``(mode, uid, gid)`` of ``path`` or None when missing."""
     try:
@@ -179,7 +191,11 @@ def atomic_write(path, data, mode, owner=None, group=None):
     directory = os.path.dirname(path) or "."
     require_dir(directory)
     tmp = _write_temp(directory, os.path.basename(path), data, mode, resolve_uid(owner), resolve_gid(group))
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        _unlink_quietly(tmp)   # no temp file left behind by a failed replace
+        raise
     _fsync_dir(directory)
 
 

@@ -16,6 +16,9 @@ Layout of what is issued, under ``<pki_dir>/issued/``:
 Every certificate goes through :func:`issuance.plan`; plans run in a thread
 pool (key generation in ``cryptography`` releases the GIL) and every new
 certificate is recorded in its CA's index in one locked update per CA.
+Each set then gets the content check ``crdb.tls.install`` would make on the
+controller, done here where ``cryptography`` is already loaded, and its
+pass recorded (``stamp.py``): installing it later costs no such check.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,7 +28,8 @@ __metaclass__ = type
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, ledger, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki, rules,
+                                                               stamp)
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ISSUED_DIR = "issued"
@@ -38,13 +42,6 @@ def issued_dir(pki_dir, host):
 
 def user_dir(pki_dir, user):
     return os.path.join(pki_dir, ISSUED_DIR, USERS_DIR, user)
-
-
-def _ensure_private_dir(path):
-    if not os.path.isdir(path):
-        os.makedirs(path, 0o700)
-        os.chmod(path, 0o700)
-    return path
 
 
 def vet_provided_ui(cert_src, key_src, ui_sans, now=None):
@@ -123,9 +120,26 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     # One run at a time per PKI dir (crdb.tls.ca holds the same lock): a
     # concurrent run waits, then finds everything issued.
     with fileio.dir_lock(pki_dir):
-        return _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
-                             key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
-                             workers, check_mode, now)
+        result = _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
+                               key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
+                               workers, check_mode, now)
+        if not check_mode:
+            _record_install_checks(pki_dir, layout, nodes, users, ui_sans)
+        return result
+
+
+def _record_install_checks(pki_dir, layout, nodes, users, ui_sans):
+    """Run crdb.tls.install's controller check on each set the roles will install, with their parameters.
+
+    Problems are not raised here: the install of that set reports them.
+    """
+    sets = [(issued_dir(pki_dir, host), dict(expected_hosts=list((nodes[host] or {}).get("sans") or []),
+                                              expected_ui_hosts=list(ui_sans or []), layout=layout, purpose="node"))
+            for host in sorted(nodes)]
+    sets += [(user_dir(pki_dir, user), dict(layout=layout, purpose="client")) for user in users]
+    for directory, params in sets:
+        if os.path.isdir(directory) and not stamp.matches(directory, stamp.shipped_names(directory), **params):
+            certsdir.install_problems(directory, **params)
 
 
 def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type, key_size,
@@ -141,10 +155,10 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
     if not check_mode:
-        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR))
-        _ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR))
+        fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR))
+        fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR))
         for job in jobs:
-            _ensure_private_dir(job[1])
+            fileio.ensure_private_dir(job[1])
 
     def run(job):
         key, directory, spec, role, extra = job

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, installer, pki, reloader, rules
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, installer, pki, reloader, rules, stamp
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -199,7 +199,7 @@ class Node(object):
                     ui_generate=ui_generate)
         source = fleet.issued_dir(self.pki_dir, "n1")
         certificates, keys = {}, {}
-        for name in os.listdir(source):
+        for name in stamp.shipped_names(source):   # as the install action reads it
             with open(os.path.join(source, name), "rb") as handle:
                 (keys if name.endswith(".key") else certificates)[name] = handle.read()
         return installer.install(self.certs_dir, certificates, keys, owner=self.user, process_user=self.user,
