@@ -161,7 +161,12 @@ def _plan_external(job, backend, key_type, key_size, renew_before, bundle, index
     except CrdbTlsError as exc:
         # Reported with every other host's problem by _check_handoff, before anything is written.
         failed = signing.ExternalPlan(directory, spec)
-        failed.error = str(exc)
+        who = host or key[1]
+        message = str(exc)
+        failed.error = message if message.startswith(who + ":") else "%s: %s: %s" % (who, spec.filename, message)
+        if spec.profile == "node" and message.startswith("signer command"):
+            failed.error += ("\n(a CA that refuses CN=node in server certificates needs the split_node layout: "
+                             "node.crt then names the host, client.node.crt carries CN=node)")
         return failed
 
 
