@@ -54,7 +54,9 @@ def options(command=None, csr_dir=None, env=None, timeout=None):
 
 def backend(pki_dir, role, config):
     """The backend of ``role`` for a signing option dict from :func:`options`."""
-    roots = authority.trust_roots(pki_dir, role)
+    # PEM, parsed again by each vetting: certificate objects are not shared between the
+    # worker threads (cryptography < 39 refuses concurrent reads of one object's extensions).
+    roots = pki.certificates_pem(authority.trust_roots(pki_dir, role))
     if config.get("command"):
         return CommandSigner(role, config["command"], roots, config.get("env"),
                              config.get("timeout") or signer.DEFAULT_TIMEOUT)
