@@ -344,9 +344,9 @@ def awaiting_error(plans, csr_dirs):
                 csr_path = candidate
                 break
         sans = ", ".join(str(n.value) for n in spec.hosts)
-        lines.append("  %s  (%s, CN=%s%s, %s)" % (csr_path or item.awaiting + signer.CSR_SUFFIX, spec.profile,
-                                                   spec.common_name, "; SANs " + sans if sans else "",
-                                                   ",".join(spec.ekus)))
+        path = csr_path or item.awaiting + signer.CSR_SUFFIX
+        lines.append("  %s  (%s, CN=%s%s, %s)" % (path, spec.profile, spec.common_name,
+                                                  "; SANs " + sans if sans else "", ",".join(spec.ekus)))
     return CrdbTlsError(
         "%d certificate request(s) await signing by the organisation's CA; nothing was installed. Get each CSR "
         "signed and put the result next to it as <name>.crt (PEM, leaf first, then its intermediates), then "
