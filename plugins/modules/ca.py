@@ -255,7 +255,6 @@ def main():
             keep_previous=dict(type="bool", default=True),
             external_signer=dict(type="bool", default=False),
         ),
-        required_if=[["external_signer", True, ["cert_src"]]],
         supports_check_mode=True,
     )
 

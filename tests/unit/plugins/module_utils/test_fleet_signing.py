@@ -192,3 +192,30 @@ def test_handoff_check_mode_writes_nothing(tmp_path, org):
     assert result["changed"]
     assert not os.path.exists(csr_dir)
     assert not os.path.exists(os.path.join(pki_dir, "handoff-keys"))
+
+
+def test_handoff_renewal_makes_a_new_key_and_sets_the_old_answer_aside(tmp_path, org):
+    pki_dir = trust_pki(tmp_path, org)
+    csr_dir = str(tmp_path / "csr")
+    opts = {"ca": signing.options(csr_dir=csr_dir)}
+    one = {"n1": NODES["n1"]}
+    with pytest.raises(CrdbTlsError):
+        issue(pki_dir, layout="standard", nodes=one, users=[], signing_options=opts)
+    sign_pending(org, csr_dir)
+    issue(pki_dir, layout="standard", nodes=one, users=[], signing_options=opts)
+    node_crt = os.path.join(fleet.issued_dir(pki_dir, "n1"), "node.crt")
+    first = load(node_crt)[0]
+    # The org CA signs for 30 days: a 400-day renewal window makes it due now.
+    with pytest.raises(CrdbTlsError) as err:
+        issue(pki_dir, layout="standard", nodes=one, users=[], renew_before="400d", signing_options=opts)
+    assert "1 certificate request(s) await signing" in str(err.value)
+    assert os.path.exists(os.path.join(csr_dir, "n1.node.crt.superseded"))
+    assert not os.path.exists(os.path.join(csr_dir, "n1.node.crt"))
+    assert load(node_crt)[0] == first, "the installed certificate stays until the new one is back"
+    sign_pending(org, csr_dir)
+    renewed = issue(pki_dir, layout="standard", nodes=one, users=[], renew_before="400d", signing_options=opts)
+    assert renewed["issued_count"] == 1
+    second = load(node_crt)[0]
+    assert second != first
+    assert pki.public_key_bytes(second.public_key()) != pki.public_key_bytes(first.public_key())
+    assert os.listdir(os.path.join(pki_dir, "handoff-keys")) == []
