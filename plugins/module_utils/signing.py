@@ -88,12 +88,12 @@ class CommandSigner(object):
         self.timeout = timeout
         self.lock = threading.Lock()
 
-    def sign(self, spec, key, who, now):
-        csr_pem = pki.make_csr(spec, key)
+    def sign(self, spec, csr_pem, public_key, who, now):
+        """Have the command sign ``csr_pem`` (for ``public_key``); returns the vetted chain."""
         with self.lock:
             certs = signer.sign_with_command(self.command, csr_pem, spec, timeout=self.timeout, env=self.env,
                                              host=who)
-        return signer.vet_issued(certs, spec, key.public_key(), self.roots, host=who, now=now)
+        return signer.vet_issued(certs, spec, public_key, self.roots, host=who, now=now)
 
 
 class HandoffSigner(object):
@@ -134,44 +134,58 @@ class HandoffSigner(object):
         fileio.atomic_write(path, pki.private_key_pem(key), rules.KEY_MODE)
         return key
 
-    def request(self, name, spec, key, check_mode):
-        """Make sure ``<csr_dir>/<name>.csr`` asks for ``spec`` with ``key``; returns reasons (empty: unchanged).
+    def request(self, name, spec, public_key, check_mode, make_csr, wanted_csr=None):
+        """Make sure ``<csr_dir>/<name>.csr`` asks for ``spec`` with ``public_key``; returns reasons (empty: unchanged).
+
+        ``make_csr()`` gives the CSR to write when the one there does not fit. ``wanted_csr``: a CSR
+        made elsewhere; the one there fits when it asks for the same (key, subject, extensions).
 
         A ``<name>.crt`` lying there when the request changes answers an
         older request: it is renamed ``<name>.crt.superseded``.
         """
         csr_path, crt_path = signer.handoff_paths(self.csr_dir, name)
         current = fileio.read_optional(csr_path)
-        if current is not None and _csr_fits(current, spec, key):
+        if current is not None and (_same_request(current, wanted_csr) if wanted_csr is not None
+                                    else _csr_fits(current, spec, public_key)):
             return []
         reasons = ["%s %s" % (csr_path, "written" if current is None else "rewritten (request changed)")]
         if check_mode:
             return reasons
-        signer.write_handoff(self.csr_dir, name, pki.make_csr(spec, key))
+        signer.write_handoff(self.csr_dir, name, make_csr())
         if os.path.exists(crt_path):
             os.rename(crt_path, crt_path + SUPERSEDED_SUFFIX)
             reasons.append("%s answered an older request, moved to %s%s"
                            % (crt_path, os.path.basename(crt_path), SUPERSEDED_SUFFIX))
         return reasons
 
-    def collect(self, name, spec, key, who, now):
+    def collect(self, name, spec, wanted_key, who, now):
         """The vetted chain signed for ``name``, or None while ``<name>.crt`` is not there yet."""
         got = signer.read_handoff(self.csr_dir, name)
         if got is None:
             return None
         certs, public_key = got
-        if pki.public_key_bytes(public_key) != pki.public_key_bytes(key.public_key()):
+        if pki.public_key_bytes(public_key) != pki.public_key_bytes(wanted_key):
             raise CrdbTlsError("%s: the request %s is not for the key waiting in %s; run again to rewrite it"
                                % (who, signer.handoff_paths(self.csr_dir, name)[0], self.key_path(name)))
         return signer.vet_issued(certs, spec, public_key, self.roots, host=who, now=now)
 
 
-def _csr_fits(csr_pem, spec, key):
+def _same_request(current_pem, wanted_pem):
+    """Two CSRs ask for the same certificate (key, subject, extensions), whatever their signatures."""
+    try:
+        one, two = x509.load_pem_x509_csr(current_pem), x509.load_pem_x509_csr(wanted_pem)
+    except ValueError:
+        return False
+    return (pki.public_key_bytes(one.public_key()) == pki.public_key_bytes(two.public_key())
+            and one.subject == two.subject and list(one.extensions) == list(two.extensions))
+
+
+def _csr_fits(csr_pem, spec, public_key):
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError:
         return False
-    if pki.public_key_bytes(csr.public_key()) != pki.public_key_bytes(key.public_key()):
+    if pki.public_key_bytes(csr.public_key()) != pki.public_key_bytes(public_key):
         return False
     if csr.subject != spec.subject():
         return False
@@ -203,8 +217,12 @@ class ExternalPlan(issuance.Plan):
         return bool(self.files or self.attribute_fixes or self.awaiting)
 
 
-def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now):
-    """``(chain, key, cert_reasons, key_reasons)``: the certificate stays while it vets like a new one."""
+def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now, public_key=None):
+    """``(chain, key, cert_reasons, key_reasons)``: the certificate stays while it vets like a new one.
+
+    With ``public_key`` (a CSR's: the key lives elsewhere) no key file is read and the certificate
+    must carry that key.
+    """
     cert_name = spec.filename
     key_name = rules.key_name(cert_name)
     cert_path = os.path.join(certs_dir, cert_name)
@@ -218,7 +236,9 @@ def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now):
             chain = pki.load_certificates(data, cert_path)
         except CrdbTlsError as exc:
             cert_reasons.append("%s is unreadable: %s" % (cert_name, exc))
-    if os.path.exists(key_path):
+    if public_key is not None:
+        pass
+    elif os.path.exists(key_path):
         try:
             key = pki.load_private_key(fileio.read_file(key_path, "key"), key_path, trusted=True)
         except CrdbTlsError as exc:
@@ -232,6 +252,8 @@ def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now):
         leaf = chain[0]
         if key is not None and not pki.keys_match(leaf, key):
             key_reasons.append("%s does not match %s" % (key_name, cert_name))
+        elif public_key is not None and pki.public_key_bytes(leaf.public_key()) != pki.public_key_bytes(public_key):
+            cert_reasons.append("%s does not carry the requested public key" % cert_name)
         else:
             try:
                 signer.vet_issued(chain, spec, leaf.public_key(), roots, host=who, now=now)
@@ -244,7 +266,8 @@ def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now):
 
 
 def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None,
-         renew_before=None, pkcs8=False, ca_bundle=None, index_path=None, check_mode=False, now=None):
+         renew_before=None, pkcs8=False, ca_bundle=None, index_path=None, check_mode=False, now=None,
+         csr_pem=None):
     """:func:`issuance.plan` for a certificate signed by ``backend_`` (no CA key); returns an :class:`ExternalPlan`.
 
     ``name`` is the hand-off name (:func:`handoff_name`), ``who`` the host (or
@@ -253,6 +276,10 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
     kept; otherwise a new key is made and signed (or, in the hand-off, its
     CSR written and the plan left ``awaiting`` until ``<name>.crt`` is back).
     In check mode no command runs and nothing is written.
+
+    ``csr_pem``: a CSR made where the key lives (for example on the node):
+    that request is signed or handed off as it is, the certificate must carry
+    its key, and no key file is read or written here.
     """
     now = now or pki.utcnow()
     fileio.require_dir(certs_dir, "certs_dir")
@@ -263,8 +290,9 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
     cert_name = spec.filename
     key_name = rules.key_name(cert_name)
     who = who or name
+    public_key = pki.csr_public_key(csr_pem, "the CSR for %s" % name) if csr_pem is not None else None
     chain, key, cert_reasons, key_reasons = _current_state(certs_dir, spec, backend_.roots, key_spec,
-                                                           renew_before, who, now)
+                                                           renew_before, who, now, public_key)
     result.reasons.extend(key_reasons + cert_reasons)
     new_key, new_chain = None, None
     if cert_reasons or key_reasons:
@@ -273,17 +301,29 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
                 result.awaiting = name
                 result.reasons.append("%s would be signed by %s" % (cert_name, signer.describe_command(
                     backend_.command)))
+            elif public_key is not None:
+                new_chain = backend_.sign(spec, csr_pem, public_key, who, now)
             else:
                 new_key = pki.generate_key(*key_spec)
-                new_chain = backend_.sign(spec, new_key, who, now)
+                new_chain = backend_.sign(spec, pki.make_csr(spec, new_key), new_key.public_key(), who, now)
+        elif public_key is not None:
+            asked = backend_.request(name, spec, public_key, check_mode, lambda: csr_pem, csr_pem)
+            result.reasons.extend(asked)
+            # In check mode a request that would be rewritten is not read back (its answer is stale).
+            new_chain = None if (check_mode and asked) else backend_.collect(name, spec, public_key, who, now)
+            if new_chain is None:
+                result.awaiting = name
         else:
             installed = key if chain and key is not None and pki.keys_match(chain[0], key) else None
             waiting = backend_.waiting_key(name, key_spec, installed, check_mode)
             if waiting is None:
                 result.awaiting = name
             else:
-                result.reasons.extend(backend_.request(name, spec, waiting, check_mode))
-                new_chain = backend_.collect(name, spec, waiting, who, now)
+                asked = backend_.request(name, spec, waiting.public_key(), check_mode,
+                                         lambda: pki.make_csr(spec, waiting))
+                result.reasons.extend(asked)
+                new_chain = None if (check_mode and asked) else backend_.collect(name, spec, waiting.public_key(),
+                                                                                  who, now)
                 if new_chain is None:
                     result.awaiting = name
                 else:
@@ -296,7 +336,8 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
         result.certificate = new_chain[0]
         result.chain = new_chain[1:]
         result.files.append((cert_name, pki.certificates_pem(new_chain), rules.CERT_MODE, None, None))
-        result.files.append((key_name, pki.private_key_pem(new_key), rules.KEY_MODE, None, None))
+        if new_key is not None:
+            result.files.append((key_name, pki.private_key_pem(new_key), rules.KEY_MODE, None, None))
     elif chain and not (cert_reasons or key_reasons):
         result.certificate = chain[0]
         result.chain = chain[1:]
@@ -316,8 +357,10 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
             result.reasons.append("%s differs from the CA's trust bundle" % bundle_name
                                   if os.path.exists(bundle_path) else "%s is missing" % bundle_name)
     written = set(f[0] for f in result.files)
-    wanted_attrs = [(cert_name, rules.CERT_MODE), (key_name, rules.KEY_MODE)]
-    if pkcs8:
+    wanted_attrs = [(cert_name, rules.CERT_MODE)]
+    if public_key is None:
+        wanted_attrs.append((key_name, rules.KEY_MODE))
+    if pkcs8 and public_key is None:
         wanted_attrs.append((rules.pkcs8_name(cert_name), rules.KEY_MODE))
     if ca_bundle is not None:
         wanted_attrs.append((ca_bundle[0], rules.CERT_MODE))

@@ -21,7 +21,7 @@ import pytest
 
 from test_signer import OrgCA
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, pki, signing
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, issuance, pki, signing
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("bash") is None,
@@ -219,3 +219,39 @@ def test_handoff_renewal_makes_a_new_key_and_sets_the_old_answer_aside(tmp_path,
     assert second != first
     assert pki.public_key_bytes(second.public_key()) != pki.public_key_bytes(first.public_key())
     assert os.listdir(os.path.join(pki_dir, "handoff-keys")) == []
+
+
+@pytest.mark.parametrize("mode", ["command", "csr_dir"])
+def test_plan_signs_a_csr_made_elsewhere_without_touching_keys(tmp_path, org, mode):
+    """signing.plan(csr_pem=...): the key lives where the CSR was made; only the certificate is written."""
+    pki_dir = trust_pki(tmp_path, org)
+    csr_dir = str(tmp_path / "csr")
+    config = signing.options(org.command()) if mode == "command" else signing.options(csr_dir=csr_dir)
+    backend = signing.backend(pki_dir, "ca", config)
+    certs_dir = str(tmp_path / "n1")
+    os.mkdir(certs_dir, 0o700)
+    spec = pki.build_spec("node_server", hosts=NODES["n1"]["sans"])
+    node_key = pki.generate_key("ecdsa", 256)
+
+    def run():
+        made = signing.plan(certs_dir, spec, backend, "n1.node", who="n1", csr_pem=pki.make_csr(spec, node_key))
+        issuance.apply(made)
+        return made
+
+    first = run()
+    if mode == "csr_dir":
+        assert first.awaiting == "n1.node" and not first.files
+        again = run()          # an ECDSA CSR made anew each time asks for the same: not rewritten
+        assert again.reasons == ["node.crt is missing"], again.reasons
+        sign_pending(org, csr_dir)
+        first = run()
+    assert [f[0] for f in first.files] == ["node.crt"]
+    assert not os.path.exists(os.path.join(certs_dir, "node.key"))
+    leaf = load(os.path.join(certs_dir, "node.crt"))[0]
+    assert pki.public_key_bytes(leaf.public_key()) == pki.public_key_bytes(node_key.public_key())
+    second = run()
+    assert not second.changed and second.issued is None, second.reasons
+    other = pki.generate_key("ecdsa", 256)
+    moved = signing.plan(certs_dir, spec, backend, "n1.node", who="n1", csr_pem=pki.make_csr(spec, other),
+                         check_mode=True)
+    assert "node.crt does not carry the requested public key" in moved.reasons
