@@ -322,8 +322,8 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
                 asked = backend_.request(name, spec, waiting.public_key(), check_mode,
                                          lambda: pki.make_csr(spec, waiting))
                 result.reasons.extend(asked)
-                new_chain = None if (check_mode and asked) else backend_.collect(name, spec, waiting.public_key(),
-                                                                                  who, now)
+                if not (check_mode and asked):
+                    new_chain = backend_.collect(name, spec, waiting.public_key(), who, now)
                 if new_chain is None:
                     result.awaiting = name
                 else:
