@@ -243,3 +243,97 @@ def _root_of(signer_chain, bundle):
         if pki.issued_by(last, cert):
             return cert
     raise CrdbTlsError("the CA %s has no root in its trust bundle" % last.subject.rfc4514_string())
+
+
+def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mode=False, now=None):
+    """Keep only the trust side of a CA whose key is elsewhere (an external signer or offline CA).
+
+    ``cert_src`` holds the organisation's CA certificates: the issuing CA
+    followed by its issuers up to the self-signed root, or the root alone. The
+    self-signed certificates in it become the trust bundle (``ca.crt`` /
+    ``ca-client.crt``), earlier unexpired roots kept after them when
+    ``keep_previous``; the file as given is kept as ``<prefix>.signer.pem``
+    for reference. No key is read or written. Returns a result dict like
+    :func:`ensure`.
+    """
+    now = now or pki.utcnow()
+    fileio.require_dir(pki_dir, "PKI directory")
+    p = paths(pki_dir, role)
+    if not cert_src:
+        raise CrdbTlsError("CA %s signed by an external signer needs cert_src: the organisation's CA "
+                           "certificate(s) up to the root, which become the trust bundle %s"
+                           % (role, p["bundle_name"]))
+    certs = pki.load_certificates(fileio.read_file(cert_src, "CA certificate"), cert_src)
+    problems = []
+    for cert in certs:
+        problems.extend(pki.ca_certificate_problems(cert, cert_src, now))
+    order = pki.chain_order_problem(certs)
+    if order:
+        problems.append("%s: %s" % (cert_src, order))
+    roots = [c for c in certs if c.issuer == c.subject and pki.issued_by(c, c)]
+    if not roots:
+        problems.append("%s holds no self-signed root CA: put the issuing CA's issuers up to the root "
+                        "after it (or the root alone); the root becomes %s" % (cert_src, p["bundle_name"]))
+    if problems:
+        raise CrdbTlsError("; ".join(problems))
+    if len(certs) > 1:
+        broken = pki.verify_chain(certs[0], [c for c in certs[1:] if c not in roots], roots, now)
+        if broken:
+            raise CrdbTlsError("%s: the CA chain does not verify: %s" % (cert_src, broken))
+    with fileio.dir_lock(pki_dir):
+        previous = []
+        if os.path.exists(p["bundle"]):
+            try:
+                previous = pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
+            except CrdbTlsError:
+                previous = []
+        bundle = list(roots)
+        if keep_previous:
+            fps = set(pki.fingerprint(c) for c in bundle)
+            bundle += [c for c in previous if pki.fingerprint(c) not in fps and pki.not_after(c) > now]
+        reasons = []
+        files = fileio.FileSet(pki_dir)
+        bundle_pem = pki.certificates_pem(bundle)
+        if fileio.read_optional(p["bundle"]) != bundle_pem:
+            files.add(os.path.basename(p["bundle"]), bundle_pem, rules.CERT_MODE)
+            reasons.append("trust bundle %s %s" % (p["bundle"], "updated" if previous else "created"))
+        signer_pem = pki.certificates_pem(certs)
+        if fileio.read_optional(p["signer"]) != signer_pem:
+            files.add(os.path.basename(p["signer"]), signer_pem, rules.CERT_MODE)
+            reasons.append("%s records the external CA %s" % (p["signer"], certs[0].subject.rfc4514_string()))
+        if len(files) and not check_mode:
+            files.commit(locked=True)
+    old = [pki.fingerprint(c) for c in previous]
+    signer = certs[0]
+    return {
+        "changed": bool(reasons),
+        "rotated": bool(previous) and old[:1] != [pki.fingerprint(bundle[0])],
+        "reasons": reasons,
+        "role": role,
+        "external_signer": True,
+        "cert": p["signer"],
+        "key": None,
+        "bundle": p["bundle"],
+        "index": p["index"],
+        "bundle_name": p["bundle_name"],
+        "subject": signer.subject.rfc4514_string(),
+        "serial": pki.serial_hex(signer),
+        "not_after": pki.not_after(signer).isoformat(),
+        "fingerprint_sha256": pki.fingerprint(signer),
+        "is_intermediate": not (signer.issuer == signer.subject),
+        "bundle_subjects": [c.subject.rfc4514_string() for c in bundle],
+        "bundle_fingerprints": [pki.fingerprint(c) for c in bundle],
+        "diff": {
+            "before": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in previous]},
+            "after": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in bundle]},
+        },
+    }
+
+
+def trust_roots(pki_dir, role):
+    """The certificates of the trust bundle of ``role`` (what issued certificates must chain to)."""
+    p = paths(pki_dir, role)
+    if not os.path.exists(p["bundle"]):
+        raise CrdbTlsError("CA %s: %s does not exist; run crdb.tls.ca (path=%s, role=%s) first"
+                           % (role, p["bundle"], pki_dir, role))
+    return pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])

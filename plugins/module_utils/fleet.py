@@ -29,7 +29,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki, rules,
-                                                               stamp)
+                                                               signing, stamp)
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ISSUED_DIR = "issued"
@@ -100,8 +100,12 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
 def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=False, ui_cert_src=None,
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
-          passphrases=None, workers=None, check_mode=False, now=None):
-    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``."""
+          passphrases=None, workers=None, check_mode=False, now=None, signing_options=None):
+    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
+
+    ``signing_options``: ``{ca_role: options}`` from :func:`signing.options` for each CA whose key is not
+    in the PKI dir (an external signer command or the offline CSR hand-off); the others sign with their key.
+    """
     now = now or pki.utcnow()
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
@@ -116,13 +120,14 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     if bool(ui_cert_src) != bool(ui_key_src):
         raise CrdbTlsError("ui_cert_src and ui_key_src go together")
     provided_ui = vet_provided_ui(ui_cert_src, ui_key_src, ui_sans, now) if ui_cert_src else None
+    signing_options = _check_signing_options(layout, signing_options)
     fileio.require_dir(pki_dir, "PKI directory")
     # One run at a time per PKI dir (crdb.tls.ca holds the same lock): a
     # concurrent run waits, then finds everything issued.
     with fileio.dir_lock(pki_dir):
         result = _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
                                key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
-                               workers, check_mode, now)
+                               workers, check_mode, now, signing_options)
         if not check_mode:
             _record_install_checks(pki_dir, layout, nodes, users, ui_sans)
         return result
@@ -142,18 +147,85 @@ def _record_install_checks(pki_dir, layout, nodes, users, ui_sans):
             certsdir.install_problems(directory, **params)
 
 
+def _check_signing_options(layout, signing_options):
+    """``{role: options}`` without the roles signing with their key; a client CA option needs split_ca."""
+    out = dict((role, opts) for role, opts in (signing_options or {}).items() if opts)
+    if "client_ca" in out and rules.client_ca_role(layout) != "client_ca":
+        raise CrdbTlsError("a signer for the client CA (client_signer_command / client_csr_dir) applies to the "
+                           "split_ca layout only; layout %s signs everything with the CA" % layout)
+    return out
+
+
+def _load_signer(pki_dir, role, passphrases, signing_options, now):
+    """What signs for ``role``: its key in the PKI dir, or a :mod:`signing` backend."""
+    if role in signing_options:
+        return signing.backend(pki_dir, role, signing_options[role])
+    return authority.load(pki_dir, role, passphrases.get(role), now)
+
+
+def _plan_external(job, backend, key_type, key_size, renew_before, bundle, index_path, check_mode, now):
+    """A job's plan when ``backend`` (command or hand-off) signs instead of a CA key."""
+    key, directory, spec, _role, extra = job
+    host = None if key[0] == "_users" else key[0]
+    try:
+        return signing.plan(directory, spec, backend, signing.handoff_name(host, spec), who=host or key[1],
+                            key_type=key_type, key_size=key_size, renew_before=renew_before,
+                            pkcs8=extra.get("pkcs8", False), ca_bundle=bundle, index_path=index_path,
+                            check_mode=check_mode, now=now)
+    except CrdbTlsError as exc:
+        # Reported with every other host's problem by _check_handoff, before anything is written.
+        failed = signing.ExternalPlan(directory, spec)
+        who = host or key[1]
+        message = str(exc)
+        failed.error = message if message.startswith(who + ":") else "%s: %s: %s" % (who, spec.filename, message)
+        if spec.profile == "node" and message.startswith("signer command"):
+            failed.error += ("\n(a CA that refuses CN=node in server certificates needs the split_node layout: "
+                             "node.crt then names the host, client.node.crt carries CN=node)")
+        return failed
+
+
+def _check_handoff_names(jobs, cas):
+    """Every certificate signed through a hand-off gets its own CSR name (checked before anything is written)."""
+    names = {}
+    for job_key, _directory, spec, role, _extra in jobs:
+        if not isinstance(cas[role], signing.HandoffSigner):
+            continue
+        name = signing.handoff_name(None if job_key[0] == "_users" else job_key[0], spec)
+        if name in names:
+            raise CrdbTlsError("%s and %s would share the hand-off name %s in the CSR dir: rename the host"
+                               % ("/".join(names[name]), "/".join(job_key), name))
+        names[name] = job_key
+
+
+def _check_handoff(plans, signing_options, check_mode):
+    """Stop (before anything is committed) on what a CA refused or returned wrong, or while hand-off
+    certificates are not back."""
+    errors = sorted(p.error for p in plans.values() if p is not None and getattr(p, "error", None))
+    if errors:
+        raise CrdbTlsError("%d certificate(s) could not be signed or were refused; nothing was written:\n%s"
+                           % (len(errors), "\n".join(errors)) if len(errors) > 1 else errors[0])
+    if check_mode:
+        return
+    waiting = [p for p in plans.values() if p is not None and getattr(p, "awaiting", None)]
+    if waiting:
+        dirs = [o["csr_dir"] for o in signing_options.values() if o.get("csr_dir")]
+        raise signing.awaiting_error(sorted(waiting, key=lambda p: p.awaiting), dirs)
+
+
 def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type, key_size,
-                  lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now):
+                  lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now,
+                  signing_options=None):
     roles_needed = set(["ca"]) | set(r for p, r in rules.layout_profiles(layout).items())
     roles_needed.add(rules.client_ca_role(layout))
     cas, bundles, indexes = {}, {}, {}
     for role in sorted(roles_needed):
-        cas[role] = authority.load(pki_dir, role, passphrases.get(role), now)
+        cas[role] = _load_signer(pki_dir, role, passphrases, signing_options or {}, now)
         bundles[role] = authority.bundle(pki_dir, role)
         indexes[role] = authority.paths(pki_dir, role)["index"]
     options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
+    _check_handoff_names(jobs, cas)
     if not check_mode:
         fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR))
         fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, USERS_DIR))
@@ -165,6 +237,9 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
         if check_mode and not os.path.isdir(directory):
             return key, None
         bundle = bundles[role] if key[0] != "_users" else bundles["ca"]
+        if signing.is_backend(cas[role]):
+            return key, _plan_external(job, cas[role], key_type, key_size, renew_before, bundle, indexes[role],
+                                       check_mode, now)
         return key, issuance.plan(directory, spec, cas[role], key_type=key_type, key_size=key_size,
                                   renew_before=renew_before, pkcs8=extra.get("pkcs8", False),
                                   ca_bundle=bundle, index_path=indexes[role], now=now)
@@ -172,6 +247,7 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     pool_size = workers or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:
         plans = dict(pool.map(run, jobs))
+    _check_handoff(plans, signing_options or {}, check_mode)
 
     hosts = dict((h, {"changed": False, "reasons": [], "dir": issued_dir(pki_dir, h),
                       "fingerprints": {}}) for h in nodes)
@@ -257,6 +333,8 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     finally:
         for index_path, certs in issued.items():
             ledger.record(index_path, certs)
+    if not check_mode:
+        signing.remove_waiting_keys(plans.values())
     changed = any(v["changed"] for v in hosts.values()) or any(v["changed"] for v in users_out.values())
     return {"changed": changed, "hosts": hosts, "users": users_out,
             "issued_count": sum(len(c) for c in issued.values())}

@@ -388,7 +388,7 @@ def write_handoff(csr_dir, name, csr_pem):
     pki.csr_public_key(csr_pem, "the CSR for %s" % name)
     if not os.path.isdir(csr_dir):
         try:
-            os.makedirs(csr_dir, 0o755)
+            os.makedirs(csr_dir, 0o755, exist_ok=True)
         except OSError as exc:
             raise CrdbTlsError("csr_dir %s cannot be created: %s" % (csr_dir, exc.strerror or exc))
     if os.path.exists(csr_path) and _read(csr_path) == csr_pem:

@@ -108,6 +108,17 @@ options:
       - Keep earlier unexpired roots in the trust bundle after the new one.
     type: bool
     default: true
+  external_signer:
+    description:
+      - The CA's key is not on this host - certificates are signed by an external signer command or through
+        the offline CSR hand-off of M(crdb.tls.issue_fleet). Only the trust side is kept.
+      - O(cert_src) is then required without O(key_src) - the organisation's CA certificates (the issuing CA
+        followed by its issuers up to the self-signed root, or the root alone). Its self-signed root(s)
+        become the trust bundle installed as C(ca.crt) (or C(ca-client.crt)); nothing is generated and no key
+        is read or written.
+    type: bool
+    default: false
+    version_added: 0.2.0
 seealso:
   - module: crdb.tls.certificate
   - module: crdb.tls.certs_info
@@ -135,6 +146,12 @@ EXAMPLES = r"""
     path: /srv/crdb-pki
     role: client_ca
 
+- name: Trust bundle of an organisational CA that signs through an external command (no key here)
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    cert_src: /secure/org-issuing-chain.pem
+    external_signer: true
+
 - name: Rotate the CA; ca.crt becomes a bundle of the new and the old root
   crdb.tls.ca:
     path: /srv/crdb-pki
@@ -148,10 +165,14 @@ cert:
   type: str
   sample: /srv/crdb-pki/ca.signer.pem
 key:
-  description: Path of the CA key (never its content).
+  description: Path of the CA key (never its content); null with O(external_signer=true).
   returned: success
   type: str
   sample: /srv/crdb-pki/ca.key
+external_signer:
+  description: True when only the trust side of an externally signing CA is kept.
+  returned: when O(external_signer=true)
+  type: bool
 bundle:
   description: Path of the trust bundle to install on hosts.
   returned: success
@@ -233,19 +254,29 @@ def main():
             renew_before=dict(type="str"),
             force=dict(type="bool", default=False),
             keep_previous=dict(type="bool", default=True),
+            external_signer=dict(type="bool", default=False),
         ),
-        required_together=[["cert_src", "key_src"]],
         supports_check_mode=True,
     )
 
     def ensure(module):
         p = module.params
-        result = authority.ensure(
-            p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
-            key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
-            organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
-            key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
-            keep_previous=p["keep_previous"], check_mode=module.check_mode)
+        if p["external_signer"]:
+            if p["key_src"]:
+                module.fail_json(msg="external_signer=true keeps no CA key: drop key_src (%s); the signer "
+                                     "command or the CSR hand-off signs" % p["key_src"])
+            result = authority.ensure_trust(p["path"], role=p["role"], cert_src=p["cert_src"],
+                                            keep_previous=p["keep_previous"], check_mode=module.check_mode)
+        elif bool(p["cert_src"]) != bool(p["key_src"]):
+            module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
+                                 "external_signer=true")
+        else:
+            result = authority.ensure(
+                p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
+                key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
+                organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
+                key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
+                keep_previous=p["keep_previous"], check_mode=module.check_mode)
         diff = result.pop("diff")
         if module._diff:
             result["diff"] = diff

@@ -120,6 +120,51 @@ options:
     description:
       - Passphrase of the client CA key, when encrypted.
     type: str
+  signer_command:
+    description:
+      - Sign the certificates of the CA (role C(ca)) with this command instead of a CA key - an argv list run on
+        the controller without a shell, with the CSR (PEM) on stdin, the profile in C(CRDB_TLS_*) environment
+        variables, printing the certificate followed by its intermediates (PEM) on stdout.
+      - The PKI dir then needs only the trust bundle (M(crdb.tls.ca) with C(external_signer=true)).
+      - Everything the command returns is vetted before it is written (key, chain to the trust bundle, dates,
+        CN, SANs and EKUs of the profile); a certificate still valid is not requested again.
+      - See C(docs/external-signers.md) for the contract and recipes (C(openssl ca), C(step ca sign), Vault).
+    type: list
+    elements: str
+    version_added: 0.2.0
+  client_signer_command:
+    description:
+      - As O(signer_command), for the client CA of the V(split_ca) layout.
+    type: list
+    elements: str
+    version_added: 0.2.0
+  signer_env:
+    description:
+      - Extra environment variables for the signer commands (for example C(VAULT_ADDR)).
+    type: dict
+    default: {}
+    version_added: 0.2.0
+  signer_timeout:
+    description:
+      - Seconds a signer command may run before it is killed (with its process group).
+    type: int
+    default: 60
+    version_added: 0.2.0
+  csr_dir:
+    description:
+      - Offline hand-off for the CA (role C(ca)) - the certificates it signs are requested as
+        C(<csr_dir>/<name>.csr) (C(<host>.node), C(<host>.client.node), C(<host>.ui), C(client.<user>)).
+      - A run that lacks any signed C(<name>.crt) writes every needed CSR, changes nothing else, and fails with
+        the list of what to get signed. A later run picks the signed certificates up, vets them like the
+        collection's own, and writes the issued sets.
+      - Keys are made here and wait in C(<pki_dir>/handoff-keys/) (mode 0600) until their certificate is back.
+    type: path
+    version_added: 0.2.0
+  client_csr_dir:
+    description:
+      - As O(csr_dir), for the client CA of the V(split_ca) layout (may be the same directory).
+    type: path
+    version_added: 0.2.0
 seealso:
   - module: crdb.tls.ca
   - module: crdb.tls.install
@@ -132,6 +177,23 @@ EXAMPLES = r"""
     layout: standard
     nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'crdb_tls_node_cert_names'))) }}"
     users: [root, app]
+  run_once: true
+  delegate_to: localhost
+
+- name: Same, signed by the organisation's CA through openssl ca (no CA key on the controller)
+  crdb.tls.issue_fleet:
+    pki_dir: /srv/crdb-pki
+    layout: split_node
+    nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'crdb_tls_node_cert_names'))) }}"
+    signer_command: [/usr/local/bin/sign-openssl.sh, /etc/pki/org-issuing/ca.cnf]
+  run_once: true
+  delegate_to: localhost
+
+- name: Offline hand-off - the first run writes the CSRs and fails with the list, a later run installs
+  crdb.tls.issue_fleet:
+    pki_dir: /srv/crdb-pki
+    nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'crdb_tls_node_cert_names'))) }}"
+    csr_dir: /srv/crdb-csr
   run_once: true
   delegate_to: localhost
 """
@@ -153,7 +215,7 @@ issued_count:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support
+from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support, signing
 
 
 def main():
@@ -176,9 +238,16 @@ def main():
             pkcs8=dict(type="bool", default=False),
             ca_passphrase=dict(type="str", no_log=True),
             client_ca_passphrase=dict(type="str", no_log=True),
+            signer_command=dict(type="list", elements="str"),
+            client_signer_command=dict(type="list", elements="str"),
+            signer_env=dict(type="dict", default={}, no_log=True),
+            signer_timeout=dict(type="int", default=60),
+            csr_dir=dict(type="path"),
+            client_csr_dir=dict(type="path"),
         ),
         required_together=[["ui_cert_src", "ui_key_src"]],
-        mutually_exclusive=[["ui_generate", "ui_cert_src"]],
+        mutually_exclusive=[["ui_generate", "ui_cert_src"], ["signer_command", "csr_dir"],
+                            ["client_signer_command", "client_csr_dir"]],
         supports_check_mode=True,
     )
 
@@ -191,7 +260,12 @@ def main():
             renew_before=p["renew_before"], organization=p["organization"], ocsp_url=p["ocsp_url"],
             pkcs8=p["pkcs8"],
             passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
-            check_mode=module.check_mode)
+            check_mode=module.check_mode,
+            signing_options={
+                "ca": signing.options(p["signer_command"], p["csr_dir"], p["signer_env"], p["signer_timeout"]),
+                "client_ca": signing.options(p["client_signer_command"], p["client_csr_dir"], p["signer_env"],
+                                             p["signer_timeout"]),
+            })
 
     module_support.run(module, run)
 
