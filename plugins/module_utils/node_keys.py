@@ -193,8 +193,8 @@ def _one(certs_dir, spec, issuer, key_spec, key_mode, key_owner, key_group, rene
     key, key_problem = _load_key(key_path, key_file)
     pending, pending_problem = _load_key(pending_path, pending_file)
     if pending is not None and pki.key_spec_of(pending) != key_spec:
-        pending_problem = "%s is a %s key, want %s" % (pending_file, pki.describe_key_spec(pki.key_spec_of(pending)),
-                                                        pki.describe_key_spec(key_spec))
+        pending_problem = "%s is a %s key, want %s" % (
+            pending_file, pki.describe_key_spec(pki.key_spec_of(pending)), pki.describe_key_spec(key_spec))
         pending = None
     key_reasons = []
     if key_problem:
