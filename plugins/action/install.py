@@ -54,10 +54,13 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("the controller needs the Python cryptography library (pip install cryptography)")
         chosen = None if names is None else set(names)
         try:
+            # A client dir needs only ca.crt of its layout, so a chosen subset keeps it (split_ca: the
+            # client CA is not in a client dir, and client certificates cannot be verified there).
+            purpose = args.get("purpose") or "node"
             report = certsdir.inspect(src, expected_hosts=args.get("expected_hosts"),
                                       expected_ui_hosts=args.get("expected_ui_hosts"),
-                                      layout=args.get("layout") if chosen is None else None,
-                                      purpose=args.get("purpose") or "node", trusted_keys=True, permissions=False)
+                                      layout=args.get("layout") if chosen is None or purpose == "client" else None,
+                                      purpose=purpose, trusted_keys=True, permissions=False)
         except CrdbTlsError as exc:
             raise AnsibleActionFail(str(exc))
         on_host = ActionModule._keys_on_host(src, names)

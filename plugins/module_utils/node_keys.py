@@ -39,15 +39,21 @@ def pending_key_name(key_file):
 
 
 def wanted(layout=None, hosts=None, users=None, ui_hosts=None, organization=rules.DEFAULT_ORGANIZATION,
-           ocsp_url=None):
+           ocsp_url=None, purpose="node"):
     """``[(spec, ca_role)]`` of the certificates a host keeps keys for.
 
-    ``layout`` given: a node's certificates of that layout (SANs ``hosts``),
-    plus ``ui.crt`` when ``ui_hosts``. ``users``: ``client.<user>.crt`` each.
+    ``purpose="node"`` with ``layout``: a node's certificates of that layout
+    (SANs ``hosts``), plus ``ui.crt`` when ``ui_hosts``. ``purpose="client"``:
+    a SQL client's certs dir; ``layout`` only says which CA signs client
+    certificates. ``users``: ``client.<user>.crt`` each.
     """
     out = []
     organization = organization or None
-    if layout is not None:
+    if purpose not in ("node", "client"):
+        raise CrdbTlsError("purpose %r must be node or client" % (purpose,))
+    if purpose == "client" and (hosts or ui_hosts):
+        raise CrdbTlsError("hosts and ui_hosts are for a node's certs dir, not purpose client")
+    if purpose == "node" and layout is not None:
         if not hosts:
             raise CrdbTlsError("hosts is empty: a node's certificates need at least its address or name")
         for profile, role in sorted(rules.layout_profiles(layout).items()):
@@ -57,6 +63,8 @@ def wanted(layout=None, hosts=None, users=None, ui_hosts=None, organization=rule
             out.append((pki.build_spec("ui", hosts=ui_hosts, organization=organization, ocsp_url=ocsp_url), "ca"))
     elif ui_hosts:
         raise CrdbTlsError("ui_hosts needs layout: ui.crt belongs to a node's certs dir")
+    if purpose == "client" and not users:
+        raise CrdbTlsError("purpose client needs users: a client's certs dir holds client.<user>.crt")
     client_role = rules.client_ca_role(layout or "standard")
     for user in dict.fromkeys(users or []):
         rules.validate_username(user, "user")

@@ -56,10 +56,18 @@ options:
     required: true
   layout:
     description:
-      - Keep the node certificates of this layout - C(node.crt) (V(standard)), or C(node.crt) and C(client.node.crt)
-        (V(split_node), V(split_ca)). Omit on a client host.
+      - With O(purpose=node), keep the node certificates of this layout - C(node.crt) (V(standard)), or C(node.crt)
+        and C(client.node.crt) (V(split_node), V(split_ca)).
+      - With O(purpose=client), only which CA signs the client certificates (the client CA in V(split_ca)).
     type: str
     choices: [standard, split_node, split_ca]
+  purpose:
+    description:
+      - V(node) for a CockroachDB node's certs dir, V(client) for a SQL client's (client certificates only; in the
+        V(split_ca) layout give O(issuers) C(client_ca), since the client CA is not in a client's certs dir).
+    type: str
+    choices: [node, client]
+    default: node
   hosts:
     description:
       - Names and addresses of the node (the SANs of C(node.crt)). Required with O(layout).
@@ -194,6 +202,7 @@ def main():
             module_support.key_argument_spec(),
             certs_dir=dict(type="path", required=True),
             layout=dict(type="str", choices=["standard", "split_node", "split_ca"]),
+            purpose=dict(type="str", choices=["node", "client"], default="node"),
             hosts=dict(type="list", elements="str", default=[]),
             ui_hosts=dict(type="list", elements="str", default=[]),
             users=dict(type="list", elements="str", default=[]),
@@ -218,7 +227,7 @@ def main():
         p = module.params
         certificates = node_keys.wanted(layout=p["layout"], hosts=p["hosts"], users=p["users"],
                                         ui_hosts=p["ui_hosts"], organization=p["organization"],
-                                        ocsp_url=p["ocsp_url"])
+                                        ocsp_url=p["ocsp_url"], purpose=p["purpose"])
         certs_dir = p["certs_dir"]
         group = installer.default_group(p["owner"], p["group"])
         reasons = installer.make_certs_dir(certs_dir, p["owner"], group, check_mode=module.check_mode)

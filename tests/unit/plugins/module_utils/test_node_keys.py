@@ -251,8 +251,9 @@ def test_client_hosts_get_their_own_dir(pki_dir, tmp_path):
     make_pki(pki_dir, "split_ca")
     user_dir = str(tmp_path / "app-certs")
     os.mkdir(user_dir, 0o700)
-    made = node_keys.ensure(user_dir, node_keys.wanted(layout=None, users=["app"]), key_type="ecdsa",
-                            issuers=issuers(pki_dir, "split_ca"))
+    wanted = node_keys.wanted(layout="split_ca", users=["app"], purpose="client")
+    assert [role for _spec, role in wanted] == ["client_ca"]
+    made = node_keys.ensure(user_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "split_ca"))
     assert set(made["csrs"]) == {"client.app.crt"}
     issued = fleet.issue(pki_dir, "split_ca", nodes={}, users=["app"], key_location="node",
                          client_csrs={"c1": made["csrs"]})
@@ -261,6 +262,8 @@ def test_client_hosts_get_their_own_dir(pki_dir, tmp_path):
     assert sorted(os.listdir(src)) == ["ca.crt", "client.app.crt"]
     certs = dict((n, fileio.read_file(os.path.join(src, n))) for n in os.listdir(src))
     installer.install(user_dir, certs, {}, layout="split_ca", purpose="client")
+    again = node_keys.ensure(user_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "split_ca"))
+    assert again["csrs"] == {} and not again["changed"], again["reasons"]
     leaf = pki.load_certificates(certs["client.app.crt"], "x")[0]
     client_ca = authority.load(pki_dir, "client_ca")
     assert pki.issued_by(leaf, client_ca.certificate)
@@ -270,6 +273,10 @@ def test_client_hosts_get_their_own_dir(pki_dir, tmp_path):
 def test_bad_inputs_are_named():
     with pytest.raises(CrdbTlsError, match="hosts is empty"):
         node_keys.wanted(layout="standard", hosts=[])
+    with pytest.raises(CrdbTlsError, match="hosts and ui_hosts are for a node's certs dir, not purpose client"):
+        node_keys.wanted(layout="standard", hosts=SANS, users=["root"], purpose="client")
+    with pytest.raises(CrdbTlsError, match="purpose client needs users"):
+        node_keys.wanted(layout="standard", purpose="client")
     with pytest.raises(CrdbTlsError, match="nothing to keep"):
         node_keys.wanted()
     with pytest.raises(CrdbTlsError, match="'Root' is not a valid CockroachDB SQL user name"):
