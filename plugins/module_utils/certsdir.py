@@ -166,19 +166,27 @@ def install_problems(src, names=None, expected_hosts=None, expected_ui_hosts=Non
     """Problems of a controller-side set ``src`` that ``crdb.tls.install`` would ship.
 
     ``names`` limits the check to those files (the layout is then not
-    required). Key permissions are not checked (these are controller files)
-    and a client certificate that only the node's client CA can verify is
-    left to the node. With no problems and ``record``, the pass is recorded
-    (see ``stamp.py``) so the next install of the same bytes skips the check.
+    required of a node set; a client dir needs only its ``ca.crt``, so it
+    keeps the layout). Key permissions are not checked (these are controller
+    files); a client certificate that only the node's client CA can verify,
+    and a certificate shipped without its key (keys made on the host, which
+    checks the pair itself), are left to the host. With no problems and
+    ``record``, the pass is recorded (see ``stamp.py``) so the next install of
+    the same bytes skips the check.
     """
+    purpose = purpose or "node"
     chosen = None if names is None else set(names)
     report = inspect(src, expected_hosts=expected_hosts, expected_ui_hosts=expected_ui_hosts,
-                     layout=layout if chosen is None else None, purpose=purpose or "node",
+                     layout=layout if chosen is None or purpose == "client" else None, purpose=purpose,
                      trusted_keys=True, permissions=False, now=now)
+    shipped = sorted(chosen) if chosen is not None else stamp.shipped_names(src)
+    on_host = set("%s: key %s is missing" % (name, rules.key_name(name)) for name in shipped
+                  if name.endswith(rules.CERT_SUFFIX) and rules.FIXED_NAMES.get(name) not in rules.CA_KINDS
+                  and rules.key_name(name) not in shipped)
     problems = [p for p in report["problems"]
-                if (chosen is None or p.split(":", 1)[0] in chosen) and "in the certs dir to verify it" not in p]
+                if (chosen is None or p.split(":", 1)[0] in chosen) and "in the certs dir to verify it" not in p
+                and p not in on_host]
     if not problems and record:
-        shipped = sorted(chosen) if chosen is not None else stamp.shipped_names(src)
         certs = []
         for name in shipped:
             if name.endswith(rules.CERT_SUFFIX):

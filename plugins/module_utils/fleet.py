@@ -34,6 +34,8 @@ from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsErro
 
 ISSUED_DIR = "issued"
 USERS_DIR = "_users"
+CLIENTS_DIR = "_clients"
+KEY_SUFFIXES = (rules.KEY_SUFFIX, rules.PKCS8_SUFFIX)
 
 
 def issued_dir(pki_dir, host):
@@ -42,6 +44,11 @@ def issued_dir(pki_dir, host):
 
 def user_dir(pki_dir, user):
     return os.path.join(pki_dir, ISSUED_DIR, USERS_DIR, user)
+
+
+def client_dir(pki_dir, host):
+    """Certificates of a client host whose keys are made on it (``key_location=node``)."""
+    return os.path.join(pki_dir, ISSUED_DIR, CLIENTS_DIR, host)
 
 
 def vet_provided_ui(cert_src, key_src, ui_sans, now=None):
@@ -100,12 +107,29 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
 def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=False, ui_cert_src=None,
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
-          passphrases=None, workers=None, check_mode=False, now=None, signing_options=None):
+          passphrases=None, workers=None, check_mode=False, now=None, signing_options=None,
+          key_location="controller", csrs=None, client_csrs=None):
     """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
 
     ``signing_options``: ``{ca_role: options}`` from :func:`signing.options` for each CA whose key is not
     in the PKI dir (an external signer command or the offline CSR hand-off); the others sign with their key.
+    ``key_location="node"``: the hosts made their keys; see :func:`issue_from_csrs`.
     """
+    if key_location == "node":
+        if ui_cert_src or pkcs8:
+            raise CrdbTlsError("key_location node: %s would put a private key in the PKI dir; keys are made on "
+                               "the hosts in this mode" % ("ui_cert_src" if ui_cert_src else "pkcs8"))
+        if any((signing_options or {}).values()):
+            raise CrdbTlsError("key_location node signs the hosts' CSRs with the CA key in the PKI dir; an external "
+                               "signer command or CSR hand-off is not supported with it yet")
+        return issue_from_csrs(pki_dir, layout, nodes=nodes, users=users, node_users=node_users, csrs=csrs,
+                               client_csrs=client_csrs, ui_generate=ui_generate, lifetime=lifetime,
+                               renew_before=renew_before, organization=organization, ocsp_url=ocsp_url,
+                               passphrases=passphrases, workers=workers, check_mode=check_mode, now=now)
+    if key_location != "controller":
+        raise CrdbTlsError("key_location %r must be controller or node" % (key_location,))
+    if csrs or client_csrs:
+        raise CrdbTlsError("csrs and client_csrs are for key_location node")
     now = now or pki.utcnow()
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
@@ -338,3 +362,181 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     changed = any(v["changed"] for v in hosts.values()) or any(v["changed"] for v in users_out.values())
     return {"changed": changed, "hosts": hosts, "users": users_out,
             "issued_count": sum(len(c) for c in issued.values())}
+
+
+# --------------------------------------------------------------------------
+# key_location=node: the hosts made their keys, only CSRs came here
+# --------------------------------------------------------------------------
+
+def _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_generate, options):
+    """``[((owner, name), dir, spec, ca_role, public_key)]`` for every CSR given; everything checked first."""
+    jobs = []
+    client_role = rules.client_ca_role(layout)
+    unknown = sorted(set(csrs) - set(nodes))
+    if unknown:
+        raise CrdbTlsError("csrs names %s, not in nodes" % ", ".join(unknown))
+    for host in sorted(nodes):
+        info = nodes[host] or {}
+        sans = list(info.get("sans") or [])
+        if not sans:
+            raise CrdbTlsError("node %s has no SANs: give it at least its address or name" % host)
+        specs = {}
+        for profile, role in sorted(rules.layout_profiles(layout).items()):
+            spec = pki.build_spec(profile, hosts=sans if rules.PROFILES[profile]["sans"] else None,
+                                  organization=options["organization"], lifetime=options["lifetime"],
+                                  ocsp_url=options["ocsp_url"])
+            specs[spec.filename] = (spec, role)
+        if ui_generate:
+            spec = pki.build_spec("ui", hosts=list(info.get("ui_sans") or []) or sans,
+                                  organization=options["organization"], lifetime=options["lifetime"],
+                                  ocsp_url=options["ocsp_url"])
+            specs[spec.filename] = (spec, "ca")
+        for user in node_users:
+            spec = pki.build_spec("client", user=rules.validate_username(user, "client user"),
+                                  organization=options["organization"], lifetime=options["lifetime"],
+                                  ocsp_url=options["ocsp_url"])
+            specs[spec.filename] = (spec, client_role)
+        jobs.extend(_csr_host_jobs(host, issued_dir(pki_dir, host), specs, csrs.get(host) or {}))
+    for host in sorted(client_csrs):
+        specs = {}
+        for user in users:
+            spec = pki.build_spec("client", user=rules.validate_username(user, "client user"),
+                                  organization=options["organization"], lifetime=options["lifetime"],
+                                  ocsp_url=options["ocsp_url"])
+            specs[spec.filename] = (spec, client_role)
+        jobs.extend(_csr_host_jobs((CLIENTS_DIR, host), client_dir(pki_dir, host), specs,
+                                   client_csrs.get(host) or {}))
+    return jobs
+
+
+def _csr_host_jobs(owner, directory, specs, host_csrs):
+    what = owner[1] if isinstance(owner, tuple) else owner
+    jobs = []
+    for name in sorted(host_csrs):
+        if name not in specs:
+            raise CrdbTlsError("host %s sent a CSR for %s, which it does not get (it gets %s)"
+                               % (what, name, ", ".join(sorted(specs))))
+        spec, role = specs[name]
+        data = host_csrs[name]
+        data = data if isinstance(data, bytes) else str(data).encode("utf-8")
+        public_key = pki.csr_public_key(data, "host %s: CSR for %s" % (what, name))
+        jobs.append(((owner, name), directory, spec, role, public_key))
+    return jobs
+
+
+def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, csrs=None, client_csrs=None,
+                    ui_generate=False, lifetime=None, renew_before=None, organization=rules.DEFAULT_ORGANIZATION,
+                    ocsp_url=None, passphrases=None, workers=None, check_mode=False, now=None):
+    """Sign the public keys of the hosts' CSRs; the issued dirs get certificates only.
+
+    ``csrs``: ``{node: {cert file: CSR PEM}}`` for the nodes of ``nodes``;
+    ``client_csrs``: ``{client host: {client.<user>.crt: CSR PEM}}`` (users of
+    ``users``), issued into ``issued/_clients/<host>/``. A CSR carries only the
+    public key that is certified: names, EKUs and lifetime come from the
+    profile and ``nodes``, as for keys made here. A certificate already in the
+    issued dir for the same public key that still fits is kept (a CSR sent
+    again after a failed install is not signed twice). Hosts keep the
+    certificates they did not ask for. Key files left in an issued dir by
+    ``key_location=controller`` are removed.
+    """
+    now = now or pki.utcnow()
+    nodes = dict(nodes or {})
+    users = list(dict.fromkeys(users or []))
+    node_users = list(dict.fromkeys(users if node_users is None else node_users))
+    csrs, client_csrs = dict(csrs or {}), dict(client_csrs or {})
+    rules.layout_files(layout)
+    fileio.require_dir(pki_dir, "PKI directory")
+    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url}
+    jobs = _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_generate, options)
+    with fileio.dir_lock(pki_dir):
+        return _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_before,
+                                       passphrases or {}, workers, check_mode, now)
+
+
+def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_before, passphrases, workers,
+                            check_mode, now):
+    roles_needed = set(["ca", rules.client_ca_role(layout)]) | set(rules.layout_profiles(layout).values())
+    cas, bundles, indexes = {}, {}, {}
+    for role in sorted(roles_needed):
+        cas[role] = authority.load(pki_dir, role, passphrases.get(role), now)
+        bundles[role] = authority.bundle(pki_dir, role)
+        indexes[role] = authority.paths(pki_dir, role)["index"]
+    targets = dict((h, issued_dir(pki_dir, h)) for h in nodes)
+    targets.update(((CLIENTS_DIR, h), client_dir(pki_dir, h)) for h in client_csrs)
+    if not check_mode:
+        fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR))
+        if client_csrs:
+            fileio.ensure_private_dir(os.path.join(pki_dir, ISSUED_DIR, CLIENTS_DIR))
+        for directory in targets.values():
+            fileio.ensure_private_dir(directory)
+
+    def run(job):
+        key, directory, spec, role, public_key = job
+        if check_mode and not os.path.isdir(directory):
+            return key, None
+        return key, issuance.plan(directory, spec, cas[role], renew_before=renew_before, public_key=public_key,
+                                  index_path=indexes[role], now=now)
+
+    pool_size = workers or max(2, os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=pool_size) as pool:
+        plans = list(pool.map(run, jobs))
+    outs = dict((t, {"changed": False, "reasons": [], "dir": d, "fingerprints": {}}) for t, d in targets.items())
+    pending = dict((t, {}) for t in targets)
+    fixes = dict((t, []) for t in targets)
+    issued = {}
+    for (owner, name), plan in plans:
+        out = outs[owner]
+        if plan is None:
+            out["changed"] = True
+            out["reasons"].append("%s: not issued yet" % name)
+            continue
+        out["changed"] = out["changed"] or plan.changed
+        out["reasons"].extend(plan.reasons)
+        out["fingerprints"][name] = pki.fingerprint(plan.certificate)
+        if plan.issued is not None:
+            issued.setdefault(plan.index_path, []).append(plan.issued)
+        for entry in plan.files:
+            pending[owner][entry[0]] = entry
+        fixes[owner].extend(plan.attribute_fixes)
+    for target, directory in targets.items():
+        wanted = [bundles["ca"]]
+        if layout == "split_ca" and not isinstance(target, tuple):
+            wanted.append(bundles["client_ca"])
+        for name, data in wanted:
+            current = fileio.read_optional(os.path.join(directory, name)) if os.path.isdir(directory) else None
+            if current != data:
+                pending[target][name] = (name, data, rules.CERT_MODE, None, None)
+                outs[target]["changed"] = True
+                outs[target]["reasons"].append("%s updated" % name)
+        stale = sorted(n for n in os.listdir(directory) if n.endswith(KEY_SUFFIXES)) \
+            if os.path.isdir(directory) else []
+        for name in stale:
+            outs[target]["changed"] = True
+            outs[target]["reasons"].append("%s removed: keys are made on the hosts (key_location node)" % name)
+            if not check_mode:
+                os.unlink(os.path.join(directory, name))
+
+    def commit(target):
+        directory = targets[target]
+        if pending[target]:
+            files = fileio.FileSet(directory)
+            for entry in pending[target].values():
+                files.add(*entry)
+            files.commit()
+        for name, mode, owner, group in fixes[target]:
+            fileio.set_attributes(os.path.join(directory, name), mode, owner, group)
+
+    try:
+        todo = [t for t in targets if pending[t] or fixes[t]] if not check_mode else []
+        if todo:
+            with ThreadPoolExecutor(max_workers=pool_size) as pool:
+                list(pool.map(commit, todo))
+    finally:
+        if not check_mode:
+            for index_path, certs in issued.items():
+                ledger.record(index_path, certs)
+    hosts = dict((t, v) for t, v in outs.items() if not isinstance(t, tuple))
+    clients = dict((t[1], v) for t, v in outs.items() if isinstance(t, tuple))
+    changed = any(v["changed"] for v in outs.values())
+    return {"changed": changed, "hosts": hosts, "users": {}, "clients": clients,
+            "issued_count": sum(len(c) for c in issued.values()) if not check_mode else 0}

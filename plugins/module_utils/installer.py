@@ -140,9 +140,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     if not os.path.isabs(dest):
         raise CrdbTlsError("dest %r must be an absolute path" % dest)
     managed = _check_names(certificates, keys)
-    if owner not in (None, "") and group in (None, ""):
-        # Files and dir get the owner's primary group, not the one of the user running Ansible.
-        group = pwd.getpwuid(fileio.resolve_uid(owner)).pw_gid if _uid_known(owner) else None
+    group = default_group(owner, group)
     wanted = _wanted(certificates, keys, owner, group, key_owner, key_group)
     fingerprints = {}
     for name in certificates:
@@ -162,6 +160,9 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
             done = fileio.recover(dest)
             if done:
                 reasons.append("completed an interrupted update of %s" % ", ".join(done))
+        # Certificates sent without their key (keys made on the host): the key is the one there.
+        adopted, pending_paths = host_keys(dest, certificates, keys)
+        wanted.extend(_wanted({}, adopted, owner, group, key_owner, key_group))
         writes, fixes = [], []
         for name, data, mode, fowner, fgroup in wanted:
             path = os.path.join(dest, name)
@@ -191,6 +192,8 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
                 for entry in writes:
                     files.add(*entry)
                 files.commit(locked=True)
+            for path in pending_paths:
+                os.unlink(path)   # now in place under its own name
             for name, mode, fowner, fgroup in fixes:
                 fileio.set_attributes(os.path.join(dest, name), mode, fowner, fgroup)
             if fix_dir:
@@ -203,6 +206,79 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
         result["problems"] = report["problems"]
     return result
+
+
+def default_group(owner, group):
+    """Files and dir get the owner's primary group, not the one of the user running Ansible."""
+    if owner not in (None, "") and group in (None, ""):
+        return pwd.getpwuid(fileio.resolve_uid(owner)).pw_gid if _uid_known(owner) else None
+    return group
+
+
+def make_certs_dir(dest, owner=None, group=None, dir_mode=0o700, check_mode=False):
+    """Create a missing certs dir (and parents) as :func:`install` does; returns the reasons."""
+    if not os.path.isabs(dest):
+        raise CrdbTlsError("certs dir %r must be an absolute path" % dest)
+    reasons = []
+    _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    return [r for r in reasons if r.endswith(" created")]
+
+
+def host_keys(dest, certificates, keys):
+    """Keys already on the host for the certificates sent without theirs.
+
+    Only certificates whose content changes are looked at. Their key is the
+    key in place when it matches, else a new key waiting beside it
+    (``node_keys.pending_key_name``) that matches: that one is returned to be
+    installed in the same set as the certificate, with the paths to remove
+    once it is in place. A certificate matching neither is refused here,
+    before anything is written. Returns ``({key name: bytes}, [paths])``;
+    the key bytes stay in this process.
+    """
+    todo = []
+    for name, data in sorted(certificates.items()):
+        kind = (rules.classify(name) or (None,))[0]
+        if kind is None or kind in rules.CA_KINDS:
+            continue
+        key_file = rules.key_name(name)
+        if key_file in keys:
+            continue
+        path = os.path.join(dest, name)
+        if os.path.isdir(dest) and os.path.isfile(path) and fileio.read_optional(path) == data:
+            continue
+        todo.append((name, data, key_file))
+    if not todo:
+        return {}, []
+    from ansible_collections.crdb.tls.plugins.module_utils import node_keys, pki
+    if not pki.HAS_CRYPTOGRAPHY:
+        raise CrdbTlsError("%s come without their keys (keys made on the host): checking them against the "
+                           "host's keys needs python3-cryptography on this host" % ", ".join(t[0] for t in todo))
+    adopted, pending_paths = {}, []
+    for name, data, key_file in todo:
+        leaf = pki.load_certificates(data, "certificate %s to install" % name)[0]
+        pending_file = node_keys.pending_key_name(key_file)
+        tried = []
+        for candidate in (key_file, pending_file):
+            path = os.path.join(dest, candidate)
+            key_data = fileio.read_optional(path) if os.path.isfile(path) else None
+            if key_data is None:
+                tried.append("%s is missing" % candidate)
+                continue
+            try:
+                key = pki.load_private_key(key_data, path, trusted=True)
+            except CrdbTlsError as exc:
+                tried.append(str(exc))
+                continue
+            if pki.keys_match(leaf, key):
+                if candidate == pending_file:
+                    adopted[key_file] = key_data
+                    pending_paths.append(path)
+                break
+            tried.append("%s does not match it" % candidate)
+        else:
+            raise CrdbTlsError("refusing to install %s into %s: it comes without its key and no key on the host "
+                               "matches it (%s)" % (name, dest, "; ".join(tried)))
+    return adopted, pending_paths
 
 
 def _inspect(directory, **kwargs):

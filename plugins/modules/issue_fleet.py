@@ -165,9 +165,33 @@ options:
       - As O(csr_dir), for the client CA of the V(split_ca) layout (may be the same directory).
     type: path
     version_added: 0.2.0
+  key_location:
+    description:
+      - V(controller) - keys are made here and written to the issued dirs with their certificates.
+      - V(node) - the hosts made their keys with M(crdb.tls.node_key); only the public keys of O(csrs) and
+        O(client_csrs) are certified, and the issued dirs hold certificates only (key files left there by
+        V(controller) are removed). Names, EKUs and lifetime come from the profiles and O(nodes), never from
+        the CSR. Hosts keep the certificates they sent no CSR for. O(ui_cert_src) and O(pkcs8) are refused.
+    type: str
+    choices: [controller, node]
+    default: controller
+  csrs:
+    description:
+      - With O(key_location=node) - node name (of O(nodes)) to certificate file name (C(node.crt),
+        C(client.node.crt), C(ui.crt), C(client.<user>.crt) of O(node_users)) to its PEM CSR.
+    type: dict
+    default: {}
+  client_csrs:
+    description:
+      - With O(key_location=node) - client host name to C(client.<user>.crt) (users of O(users)) to its PEM CSR.
+        Certificates go to C(<pki_dir>/issued/_clients/<host>/) with C(ca.crt). Give every client host, with an
+        empty dict when it needs nothing, so its dir exists.
+    type: dict
+    default: {}
 seealso:
   - module: crdb.tls.ca
   - module: crdb.tls.install
+  - module: crdb.tls.node_key
 """
 
 EXAMPLES = r"""
@@ -207,6 +231,11 @@ users:
   description: Per user - C(changed), C(reasons), C(dir) and C(fingerprints).
   returned: success
   type: dict
+clients:
+  description: With O(key_location=node), per client host of O(client_csrs) - C(changed), C(reasons), C(dir) and
+    C(fingerprints).
+  returned: success
+  type: dict
 issued_count:
   description: How many certificates were issued in this run.
   returned: success
@@ -244,6 +273,9 @@ def main():
             signer_timeout=dict(type="int", default=60),
             csr_dir=dict(type="path"),
             client_csr_dir=dict(type="path"),
+            key_location=dict(type="str", choices=["controller", "node"], default="controller"),
+            csrs=dict(type="dict", default={}),
+            client_csrs=dict(type="dict", default={}),
         ),
         required_together=[["ui_cert_src", "ui_key_src"]],
         mutually_exclusive=[["ui_generate", "ui_cert_src"], ["signer_command", "csr_dir"],
@@ -265,7 +297,8 @@ def main():
                 "ca": signing.options(p["signer_command"], p["csr_dir"], p["signer_env"], p["signer_timeout"]),
                 "client_ca": signing.options(p["client_signer_command"], p["client_csr_dir"], p["signer_env"],
                                              p["signer_timeout"]),
-            })
+            },
+            key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"])
 
     module_support.run(module, run)
 

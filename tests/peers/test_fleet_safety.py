@@ -6,6 +6,8 @@
 (a) No key material reaches the output of a -vvv run of the demo fleet.
 (b) Two runs at once on one fresh PKI dir cannot fork the CA or corrupt what
     was issued (the CA and issue_fleet hold locks on the PKI dir).
+(c) With crdb_tls_key_location=node, no key of a host reaches a -vvv run's
+    output or the PKI dir, and a rerun changes nothing.
 
 Uses the collection at ANSIBLE_COLLECTIONS_PATH (``make peers`` sets
 build/collections), else the working tree through build/src. Every process
@@ -252,3 +254,58 @@ def test_two_runs_at_once_cannot_fork_the_ca(tmp_path, started):
     assert counts == [0, 4], counts
     assert len(rows) == 4
     assert time.monotonic() - t0 < RACE_TIMEOUT
+
+
+# --------------------------------------------------------------------------- (c)
+
+def _private_key_files(root):
+    found = []
+    for base, _dirs, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(base, name), "rb") as handle:
+                if b"PRIVATE KEY" in handle.read():
+                    found.append(os.path.relpath(os.path.join(base, name), root))
+    return sorted(found)
+
+
+def _demo_node_keys(tmp_path, demo_dir, name, started, *extra):
+    """Run demo.yml with crdb_tls_key_location=node; returns its output."""
+    log_path = tmp_path / (name + ".out")
+    with open(log_path, "wb") as log:
+        proc = _start([_ansible_playbook()] + list(extra) +
+                      ["-i", os.path.join(ROOT, "playbooks", "inventory", "demo.yml"),
+                       os.path.join(ROOT, "playbooks", "demo.yml"), "-e", "crdb_tls_key_location=node"],
+                      _env(CRDB_TLS_DEMO_DIR=str(demo_dir), ANSIBLE_FORKS="10"), ROOT, log)
+        started.append(proc)
+        rc = _wait(proc, DEMO_TIMEOUT)
+    output = log_path.read_text("utf-8", "replace")
+    assert rc == 0, "demo.yml (%s) failed (rc %d):\n%s" % (name, rc, output[-6000:])
+    return output
+
+
+def test_keys_made_on_the_nodes_stay_out_of_vvv_output_and_the_pki_dir(tmp_path, started):
+    """crdb_tls_key_location=node: a -vvv run of the demo fleet, then a rerun that changes nothing."""
+    demo_dir = tmp_path / "demo"
+    demo_dir.mkdir(mode=0o700)
+    output = _demo_node_keys(tmp_path, demo_dir, "first", started, "-vvv")
+    assert "PRIVATE KEY" not in output
+    for layout in ("standard", "split_node", "split_ca"):
+        pki = os.path.join(str(demo_dir), layout, "pki")
+        assert _private_key_files(pki) == sorted(["ca.key"] + (["ca-client.key"] if layout == "split_ca" else []))
+        # The "hosts": three node dirs (node.key, client.node.key in the split layouts, client.root.key)
+        # and the client dir (client.root.key).
+        on_hosts = [p for p in _secret_files(os.path.join(str(demo_dir), layout)) if not p.startswith(pki + os.sep)]
+        assert len(on_hosts) == 3 * (2 if layout == "standard" else 3) + 1, (layout, on_hosts)
+        leaks = []
+        for path in on_hosts:
+            assert not os.path.basename(path).startswith(".crdb-tls-next."), path
+            assert oct(os.stat(path).st_mode & 0o777) == "0o600", path
+            leaks.extend("%s: %s..." % (os.path.relpath(path, str(demo_dir)), needle[:12])
+                         for needle in _needles(path) if needle in output)
+        assert not leaks, "key material of %d file(s) in the -vvv output: %s" % (len(leaks), leaks[:5])
+    # Positive control: -vvv printed the CSRs the hosts returned (public, in the clear).
+    assert output.count("BEGIN CERTIFICATE REQUEST") >= 3 * 4
+    rerun = _demo_node_keys(tmp_path, demo_dir, "second", started)
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", rerun, re.M)
+    changed_lines = [line for line in rerun.splitlines() if line.startswith("changed:") or line.startswith("TASK")]
+    assert recap and all(changed == "0" for _host, changed in recap), (recap, changed_lines)
