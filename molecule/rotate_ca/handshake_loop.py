@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Client loop of the rotate_ca scenario (runs on the client container).
 
 Keeps opening mutual-TLS connections to every node's SQL port (the stand-in
@@ -17,8 +16,8 @@ disk at that moment, and counts what happened, per node and per phase label:
 The files are read once per attempt (ca.crt, client cert, then key) into a
 private scratch dir, so one attempt uses one consistent snapshot.
 
-Usage: handshake_loop.py STATE_DIR CERTS_DIR USER HOST:PORT [HOST:PORT ...]
-       handshake_loop.py --next-label STATE_DIR MIN NEW_LABEL
+Usage: python3 handshake_loop.py STATE_DIR CERTS_DIR USER HOST:PORT [HOST:PORT ...]
+       python3 handshake_loop.py --next-label STATE_DIR MIN NEW_LABEL
 STATE_DIR/label holds the current phase label (written by side_effect.yml);
 counts go to STATE_DIR/counts.json (atomically replaced, every 0.5 s);
 creating STATE_DIR/stop ends the loop after a final write with "stopped": true.

@@ -108,8 +108,8 @@ class Fleet(object):
                               timeout=RUN_TIMEOUT, check=False)
         out = proc.stdout.decode("utf-8", "replace")
         want = kwargs.get("rc", 0)
-        assert (proc.returncode == 0) == (want == 0), "%s %s: rc %d\n%s" % (playbook, extra, proc.returncode,
-                                                                          out[-8000:])
+        assert (proc.returncode == 0) == (want == 0), \
+            "%s %s: rc %d\n%s" % (playbook, extra, proc.returncode, out[-8000:])
         return out
 
     def rotate(self, phase, *extra, **kwargs):

@@ -150,10 +150,17 @@ def test_standin_reloaded_every_phase_and_serves_the_new_cert(name):
     host = m.get_host(name)
     status = json.loads(m.sh(host, STATUS))
     log = m.sh(host, "cat %s" % LOG)
-    # Phase 1 (bundles), phase 2 (leaves), phase 3 (bundles): one SIGHUP each.
-    assert status["reloads"] == 3, (status, log)
+    hangups = re.findall(r'received signal "hangup", triggering certificate reload \(from uid=(\d+) pid=(\d+)\)', log)
+    # A sender outside the container's pid namespace shows as pid 0: a process on
+    # the machine running the containers that signals every `cockroach` it sees
+    # (a local-connection playbook with crdb_tls_reload: true does). Reported, not ours.
+    ours = [uid for uid, pid in hangups if pid != "0"]
+    print("\n%s: SIGHUPs from the rotation %d, from outside the container %d, reloads %d, failures %d"
+          % (name, len(ours), len(hangups) - len(ours), status["reloads"], status["reload_failures"]))
+    # Phase 1 (bundles), phase 2 (leaves), phase 3 (bundles): one SIGHUP each, sent as cockroach.
+    assert ours == [m.sh(host, "id -u cockroach").strip()] * 3, log
     assert status["reload_failures"] == 0, (status, log)
-    assert len(re.findall("certificate reload succeeded", log)) == 3, log
+    assert status["reloads"] == len(hangups) == len(re.findall("certificate reload succeeded", log)), (status, log)
     node_fp = m.sh(host, "openssl x509 -in %s/node.crt -noout -fingerprint -sha256" % m.CERTS_DIR)
     node_fp = node_fp.strip().split("=", 1)[1].replace(":", "").lower()
     assert status["served_cert_sha256"].replace(":", "").lower() == node_fp, status
@@ -187,7 +194,8 @@ def test_standin_keeps_its_certs_when_a_reload_sees_a_mismatched_pair():
             break
         time.sleep(0.1)
     try:
-        assert status["reload_failures"] == before["reload_failures"] + 1, status
+        # (>=: a stray SIGHUP from outside the container may land in the same window)
+        assert status["reload_failures"] >= before["reload_failures"] + 1, status
         assert status["reloads"] == before["reloads"], status
         assert status["served_cert_sha256"] == before["served_cert_sha256"], status
         assert "keeping previous certificates" in m.sh(host, "tail -n 3 %s" % LOG)
