@@ -11,7 +11,10 @@ holds:
 * ``ca.key``: the signing key (mode 0600, encrypted when a passphrase is set);
 * ``ca.signer.pem``: the signing CA certificate followed by its intermediates
   (for a generated CA, the CA itself);
-* ``ca.index.txt``: every certificate this CA issued (see ``ledger.py``).
+* ``ca.index.txt``: every certificate this CA issued (see ``ledger.py``);
+* ``ca.rotation.json``: only once a CA rotation was started (``rotation``
+  steps of :func:`ensure`): where the rotation stands and which roots it
+  replaces, so that a rerun of any phase resumes instead of starting over.
 
 Every change to those files happens under an exclusive lock on the directory
 and as one journaled set, so two runs at once cannot fork the CA.
@@ -22,12 +25,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import json
 import os
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 KEY_FILE_MODE = 0o600
+
+# A CA rotation (playbooks/rotate_ca.yml) moves through these states, in this
+# order; the ``rotation`` step of :func:`ensure` that leads to each.
+ROTATION_STATES = ("started", "trusted", "reissued", "finished")
+ROTATION_STEPS = {"start": "started", "trusted": "trusted", "reissued": "reissued", "finish": "finished"}
+ROTATION_FILE_MODE = 0o600
 
 
 def paths(pki_dir, role):
@@ -40,6 +50,7 @@ def paths(pki_dir, role):
         "key": os.path.join(pki_dir, base + rules.KEY_SUFFIX),
         "signer": os.path.join(pki_dir, base + ".signer.pem"),
         "index": os.path.join(pki_dir, base + ".index.txt"),
+        "rotation": os.path.join(pki_dir, base + ".rotation.json"),
         "bundle_name": rules.CA_ROLES[role],
     }
 
@@ -51,6 +62,7 @@ def load(pki_dir, role, passphrase=None, now=None):
         if not os.path.exists(p[what]):
             raise CrdbTlsError("CA %s: %s does not exist; create the CA first with crdb.tls.ca "
                                "(path=%s, role=%s)" % (role, p[what], pki_dir, role))
+    _refuse_while_started(p, role, pki_dir)
     bundle_data = fileio.read_file(p["bundle"], "CA bundle")
     signer_data = fileio.read_file(p["signer"], "CA certificate")
     signer_chain = pki.load_certificates(signer_data, p["signer"])
@@ -67,6 +79,39 @@ def bundle(pki_dir, role):
     """``(file name in a certs dir, bytes)`` of the trust bundle of ``role``."""
     p = paths(pki_dir, role)
     return p["bundle_name"], fileio.read_file(p["bundle"], "CA bundle")
+
+
+def rotation_state(pki_dir, role="ca"):
+    """Where a CA rotation of ``role`` stands (a dict), or None when none was ever started."""
+    return _read_rotation(paths(pki_dir, role))
+
+
+def _read_rotation(p):
+    data = fileio.read_optional(p["rotation"])
+    if data is None:
+        return None
+    try:
+        state = json.loads(data.decode("utf-8"))
+        if state.get("state") not in ROTATION_STATES or not isinstance(state.get("previous"), list) \
+                or not isinstance(state.get("new"), str):
+            raise ValueError("unknown state or missing fields")
+    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise CrdbTlsError("CA rotation state %s is unreadable (%s); fix or remove it by hand" % (p["rotation"], exc))
+    return state
+
+
+def _in_progress(rotation):
+    return rotation is not None and rotation["state"] != "finished"
+
+
+def _refuse_while_started(p, role, pki_dir):
+    """No leaf from the new CA before every host trusts it (phase 1 of a rotation done)."""
+    rotation = _read_rotation(p)
+    if rotation is not None and rotation["state"] == "started":
+        raise CrdbTlsError(
+            "CA rotation of %s in %s is in phase 1: the new CA %s is not yet trusted by every host, and "
+            "certificates it signed now would be refused by hosts that do not have it; finish phase 1 first "
+            "(playbooks/rotate_ca.yml with crdb_tls_rotate_phase=1)" % (role, pki_dir, rotation["new"][:16]))
 
 
 def _existing(p, passphrase, now):
@@ -103,7 +148,7 @@ def _existing(p, passphrase, now):
 def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src_passphrase=None,
            common_name=None, organization=rules.DEFAULT_ORGANIZATION, lifetime=None,
            key_type=pki.DEFAULT_KEY_TYPE, key_size=None, renew_before=None, force=False,
-           keep_previous=True, check_mode=False, now=None):
+           keep_previous=True, rotation=None, check_mode=False, now=None):
     """Make sure ``pki_dir`` holds a usable CA of ``role``; returns a result dict.
 
     Without ``cert_src`` the CA is generated here (and rotated only when it is
@@ -111,7 +156,22 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     With ``cert_src``/``key_src`` a provided CA (root or intermediate) is
     vetted and imported. The previous roots stay in the bundle after the new
     one when ``keep_previous`` (the CA rotation bundle), expired ones dropped.
+
+    ``rotation`` takes one step of a resumable CA rotation, recorded in
+    ``<prefix>.rotation.json`` in the same journaled set as the CA files:
+    ``start`` makes (or imports) the new CA unless a rotation is already in
+    progress, which it then resumes without a new CA; ``trusted`` and
+    ``reissued`` record that phase 1 (every host trusts both roots) and
+    phase 2 (every leaf re-issued) are done; ``finish`` removes the roots the
+    rotation replaced from the bundle (``force`` allows it before phase 2
+    was recorded). While a rotation is ``started``, a call without
+    ``rotation`` (and :func:`load`) fails instead of letting leaves from the
+    new CA reach hosts that do not trust it yet.
     """
+    if rotation is not None and rotation not in ROTATION_STEPS:
+        raise CrdbTlsError("rotation %r is not known (use one of: %s)" % (rotation, ", ".join(sorted(ROTATION_STEPS))))
+    if rotation == "start":
+        keep_previous = True   # phase 1 is precisely the bundle of the new and the old root
     now = now or pki.utcnow()
     if not os.path.isdir(pki_dir):
         if os.path.exists(pki_dir):
@@ -135,8 +195,14 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     # Every input is checked: now the directory may be made.
     dir_reasons = _private_dir(pki_dir, check_mode)
     with fileio.dir_lock(pki_dir) if os.path.isdir(pki_dir) else contextlib.nullcontext():
+        if not check_mode:
+            # A run cut short while committing the CA files is completed first.
+            fileio.recover(pki_dir)
         state, reasons = _existing(p, passphrase if provided is None else src_passphrase, now)
         current = state["signer"][0] if state["signer"] else None
+        rot_before = _read_rotation(p)
+        force, allow_unconfirmed = _rotation_preflight(p, role, pki_dir, rotation, rot_before, current, provided,
+                                                       reasons, force)
         if provided is not None:
             if current is None or pki.fingerprint(current) != pki.fingerprint(provided.certificate):
                 reasons.append("provided CA %s (%s) is not the current one"
@@ -149,7 +215,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
                 raise CrdbTlsError("the CA in %s cannot be used and will not be replaced without force=true "
                                    "(replacing it invalidates every certificate it issued): %s"
                                    % (pki_dir, "; ".join(broken)))
-            if not reasons and renew_before and current is not None:
+            if not reasons and renew_before and current is not None and rotation is None:
                 why = pki.renewal_reason(current, renew_before, now)
                 if why:
                     reasons.append("CA %s" % why)
@@ -179,6 +245,16 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
                 root = _root_of(state["signer"], bundle)
                 bundle = [root] + [c for c in bundle if pki.fingerprint(c) != pki.fingerprint(root)]
                 reasons.append("trust bundle %s does not start with the current CA" % p["bundle"])
+        rot_after = _rotation_next(rotation, rot_before, rotate, new_signer_chain, new_roots, state, role,
+                                   allow_unconfirmed, now)
+        if rotation == "finish":
+            dropped = [c for c in bundle if pki.fingerprint(c) in rot_after["previous"]]
+            if dropped:
+                bundle = [c for c in bundle if pki.fingerprint(c) not in rot_after["previous"]]
+                reasons.append("CA rotation: removed the previous CA %s from the trust bundle"
+                               % ", ".join(c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in dropped))
+        if rot_after != rot_before:
+            reasons.append("CA rotation of %s: %s" % (role, rot_after["state"]))
         bundle_pem = pki.certificates_pem(bundle)
         current_bundle = fileio.read_optional(p["bundle"])
         files = fileio.FileSet(pki_dir)
@@ -187,6 +263,10 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
             files.add(os.path.basename(p["signer"]), pki.certificates_pem(new_signer_chain), rules.CERT_MODE)
         if current_bundle != bundle_pem:
             files.add(os.path.basename(p["bundle"]), bundle_pem, rules.CERT_MODE)
+        if rot_after != rot_before:
+            # In the same journaled set as the CA files: a rerun finds both or neither.
+            files.add(os.path.basename(p["rotation"]), (json.dumps(rot_after, indent=1, sort_keys=True) + "\n").encode(),
+                      ROTATION_FILE_MODE)
         for path in (p["key"],):
             if os.path.exists(path) and not rotate and fileio.file_state(path)[0] & 0o077:
                 reasons.append("mode of %s is %04o, want 0600" % (path, fileio.file_state(path)[0]))
@@ -213,6 +293,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
         "is_intermediate": not (signer.issuer == signer.subject),
         "bundle_subjects": [c.subject.rfc4514_string() for c in bundle],
         "bundle_fingerprints": [pki.fingerprint(c) for c in bundle],
+        "rotation": rot_after,
         "diff": {
             "before": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16]
                                   for c in state["bundle"]]},
@@ -337,3 +418,72 @@ def trust_roots(pki_dir, role):
         raise CrdbTlsError("CA %s: %s does not exist; run crdb.tls.ca (path=%s, role=%s) first"
                            % (role, p["bundle"], pki_dir, role))
     return pki.load_certificates(fileio.read_file(p["bundle"], "CA bundle"), p["bundle"])
+
+
+def _rotation_preflight(p, role, pki_dir, rotation, rot, current, provided, reasons, force):
+    """Refuse what a rotation's state forbids; returns ``(force a new CA, finish unconfirmed)``."""
+    current_fp = pki.fingerprint(current) if current is not None else None
+    provided_fp = pki.fingerprint(provided.certificate) if provided is not None else None
+    if rotation is None:
+        _refuse_while_started(p, role, pki_dir)
+        if _in_progress(rot) and provided_fp in rot["previous"]:
+            raise CrdbTlsError("the provided CA %s is the one the CA rotation in progress replaces; set the "
+                               "provided CA to the new one (fingerprint %s)" % (provided_fp[:16], rot["new"][:16]))
+        return force, False
+    broken = [r for r in reasons if not r.startswith("no CA yet")]
+    if current is None:
+        raise CrdbTlsError("there is no CA of role %s in %s to rotate; create it first" % (role, pki_dir))
+    if rotation == "start" and not _in_progress(rot):
+        if provided is not None and provided_fp == current_fp:
+            raise CrdbTlsError("the provided CA %s is already the current CA of role %s: give the new CA to rotate to"
+                               % (provided.certificate.subject.rfc4514_string(), role))
+        if broken and provided is None:
+            raise CrdbTlsError("the CA in %s cannot be used (%s); a rotation needs a working current CA: "
+                               "replace it with crdb.tls.ca force=true instead" % (pki_dir, "; ".join(broken)))
+        return provided is None, False
+    if rotation != "start" and rot is None:
+        raise CrdbTlsError("no CA rotation of %s was started in %s (%s does not exist): run phase 1 first"
+                           % (role, pki_dir, p["rotation"]))
+    if rotation in ("trusted", "reissued") and not _in_progress(rot):
+        raise CrdbTlsError("the CA rotation of %s in %s is already finished; a new one starts with phase 1"
+                           % (role, pki_dir))
+    if current_fp != rot["new"]:
+        raise CrdbTlsError("the CA rotation state %s names the new CA %s, but the current CA is %s; "
+                           "the CA was changed outside the rotation: fix it by hand"
+                           % (p["rotation"], rot["new"][:16], current_fp[:16]))
+    if provided is not None and provided_fp != rot["new"]:
+        raise CrdbTlsError("a CA rotation of %s to %s is in progress in %s: finish it (phase 3) before rotating "
+                           "to the provided CA %s" % (role, rot["new"][:16], pki_dir, provided_fp[:16]))
+    if broken:
+        raise CrdbTlsError("the CA in %s cannot be used: %s" % (pki_dir, "; ".join(broken)))
+    if rotation == "finish" and ROTATION_STATES.index(rot["state"]) < ROTATION_STATES.index("reissued") and not force:
+        raise CrdbTlsError("phase 2 of the CA rotation of %s is not recorded as done (state %s): certificates "
+                           "signed by the previous CA may still be in use, and removing it from the bundles would "
+                           "lock them out; run phase 2 first, or pass force=true" % (role, rot["state"]))
+    # Resuming or recording a step: never a new CA.
+    return False, force
+
+
+def _rotation_next(rotation, rot, rotated, signer_chain, new_roots, state, role, allow_unconfirmed, now):
+    """The rotation state after this call (``rot`` itself when nothing changes)."""
+    if rotation is None:
+        return rot
+    stamp = now.replace(microsecond=0).isoformat()
+    if rotation == "start":
+        if not rotated:
+            return rot
+        new_fps = set(pki.fingerprint(c) for c in list(new_roots) + list(signer_chain))
+        previous = [pki.fingerprint(c) for c in state["bundle"] if pki.fingerprint(c) not in new_fps]
+        history = list((rot or {}).get("history") or [])
+        if rot is not None:
+            history.append(dict((k, rot[k]) for k in ("new", "previous", "started_at", "updated_at") if k in rot))
+        return {"role": role, "state": "started", "new": pki.fingerprint(signer_chain[0]), "previous": previous,
+                "new_subject": signer_chain[0].subject.rfc4514_string(), "started_at": stamp, "updated_at": stamp,
+                "history": history}
+    target = ROTATION_STEPS[rotation]
+    if ROTATION_STATES.index(target) <= ROTATION_STATES.index(rot["state"]):
+        return rot   # never backwards: a rerun of an earlier phase keeps the progress recorded
+    after = dict(rot, state=target, updated_at=stamp)
+    if rotation == "finish" and allow_unconfirmed and rot["state"] != "reissued":
+        after["finished_unconfirmed"] = True
+    return after

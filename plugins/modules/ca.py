@@ -106,6 +106,7 @@ options:
   keep_previous:
     description:
       - Keep earlier unexpired roots in the trust bundle after the new one.
+      - Always true with O(rotation=start).
     type: bool
     default: true
   external_signer:
@@ -119,6 +120,22 @@ options:
     type: bool
     default: false
     version_added: 0.2.0
+  rotation:
+    description:
+      - One step of a resumable CA rotation (what C(playbooks/rotate_ca.yml) runs). Where the rotation stands
+        is kept in C(ca.rotation.json) (C(ca-client.rotation.json) for O(role=client_ca)) in O(path), written
+        under the directory lock in the same journaled set as the CA files.
+      - V(start) (phase 1) generates a new CA, or imports O(cert_src), puts it first in the bundle before the
+        old root(s) and records the rotation as C(started). When a rotation is already in progress it resumes
+        it instead, without a new CA; a different O(cert_src) is then refused.
+      - V(trusted) records that every host trusts the bundle of both roots (end of phase 1). Until then,
+        issuing from this CA, and this module without O(rotation), fail with a message saying so.
+      - V(reissued) records that every certificate was re-issued from the new CA (end of phase 2).
+      - V(finish) (phase 3) removes the roots the rotation replaced from the bundle. It is refused until
+        V(reissued) was recorded, unless O(force=true). After it, V(start) begins the next rotation.
+      - A step never moves the rotation backwards, so rerunning an earlier phase keeps the progress.
+    type: str
+    choices: [start, trusted, reissued, finish]
 seealso:
   - module: crdb.tls.certificate
   - module: crdb.tls.certs_info
@@ -156,6 +173,16 @@ EXAMPLES = r"""
   crdb.tls.ca:
     path: /srv/crdb-pki
     force: true
+
+- name: Phase 1 of a resumable rotation (a rerun resumes it, it never makes a third CA)
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    rotation: start
+
+- name: Phase 3, once every certificate comes from the new CA; drop the old root from the bundle
+  crdb.tls.ca:
+    path: /srv/crdb-pki
+    rotation: finish
 """
 
 RETURN = r"""
@@ -225,6 +252,23 @@ rotated:
   description: Whether a new CA was generated or imported.
   returned: success
   type: bool
+rotation:
+  description:
+    - Where the CA rotation stands after this call (null when none was ever started), as kept in
+      C(ca.rotation.json).
+  returned: success
+  type: dict
+  contains:
+    state:
+      description: V(started), V(trusted), V(reissued) or V(finished).
+      type: str
+    new:
+      description: SHA-256 fingerprint of the CA rotated to.
+      type: str
+    previous:
+      description: Fingerprints of the roots the rotation replaces (removed by V(finish)).
+      type: list
+      elements: str
 reasons:
   description: Why anything changed (empty when nothing did).
   returned: success
@@ -255,6 +299,7 @@ def main():
             force=dict(type="bool", default=False),
             keep_previous=dict(type="bool", default=True),
             external_signer=dict(type="bool", default=False),
+            rotation=dict(type="str", choices=["start", "trusted", "reissued", "finish"]),
         ),
         supports_check_mode=True,
     )
@@ -262,11 +307,15 @@ def main():
     def ensure(module):
         p = module.params
         if p["external_signer"]:
+            if p["rotation"]:
+                module.fail_json(msg="rotation=%s applies to a CA whose key is here; with external_signer=true give "
+                                     "the new CA's certificates as cert_src (the bundle keeps the old root after "
+                                     "them while keep_previous=true)" % p["rotation"])
             if p["key_src"]:
                 module.fail_json(msg="external_signer=true keeps no CA key: drop key_src (%s); the signer "
                                      "command or the CSR hand-off signs" % p["key_src"])
             result = authority.ensure_trust(p["path"], role=p["role"], cert_src=p["cert_src"],
-                                            keep_previous=p["keep_previous"], check_mode=module.check_mode)
+                                            keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
         elif bool(p["cert_src"]) != bool(p["key_src"]):
             module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
                                  "external_signer=true")
@@ -276,7 +325,7 @@ def main():
                 key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
                 organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
                 key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
-                keep_previous=p["keep_previous"], check_mode=module.check_mode)
+                keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
         diff = result.pop("diff")
         if module._diff:
             result["diff"] = diff
