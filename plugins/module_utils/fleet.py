@@ -25,7 +25,7 @@ __metaclass__ = type
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, ledger, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, ledger, pki, renewal, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ISSUED_DIR = "issued"
@@ -103,9 +103,15 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
 def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=False, ui_cert_src=None,
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
-          passphrases=None, workers=None, check_mode=False, now=None):
-    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``."""
+          passphrases=None, workers=None, check_mode=False, now=None, renew_before_by_kind=None):
+    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
+
+    ``renew_before`` is the window of every kind; ``renew_before_by_kind``
+    (``{"node": "30d", "client": ..., "ui": ...}``) overrides it per kind
+    (see ``renewal.windows``). The CA itself is never renewed here.
+    """
     now = now or pki.utcnow()
+    renew_before = renewal.windows(renew_before, renew_before_by_kind)
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
     node_users = list(dict.fromkeys(users if node_users is None else node_users))
@@ -152,7 +158,8 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
             return key, None
         bundle = bundles[role] if key[0] != "_users" else bundles["ca"]
         return key, issuance.plan(directory, spec, cas[role], key_type=key_type, key_size=key_size,
-                                  renew_before=renew_before, pkcs8=extra.get("pkcs8", False),
+                                  renew_before=renewal.window_for(renew_before, spec.filename),
+                                  pkcs8=extra.get("pkcs8", False),
                                   ca_bundle=bundle, index_path=indexes[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)
