@@ -104,7 +104,8 @@ def judge(not_after, kind, kind_windows, problems, now):
         left = not_after - now
         if window and left <= window:
             text = ("expires on %s (%d days left), inside its %s %s renewal window"
-                    % (not_after.strftime("%Y-%m-%d %H:%M UTC"), int(_days(left)), _format_window(window), kind))
+                    % (not_after.strftime("%Y-%m-%d %H:%M UTC"), int(left.total_seconds() // 86400),
+                       _format_window(window), kind))
             if kind == "ca":
                 text += "; %s" % ROTATE_HINT
             why.append(text)
