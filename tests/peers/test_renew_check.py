@@ -111,7 +111,7 @@ class Fleet:
     def textfile(self, host):
         return os.path.join(self.base, "prom", host, "crdb_tls.prom")
 
-    def write_inventory(self, process_names=None):
+    def write_inventory(self, process_names=None, extra_clients=None):
         """Inventory (JSON is YAML); ``process_names`` overrides a host's crdb_tls_process_name."""
         names = dict(self.process_names, **(process_names or {}))
         user, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
@@ -130,7 +130,8 @@ class Fleet:
                     "ansible_host": "127.0.0.1",
                     "crdb_tls_client_users": [{"name": "root", "os_user": user,
                                                "dir": os.path.join(self.base, "client")}],
-                    "crdb_tls_check_textfile_dir": os.path.dirname(self.textfile("client1"))}}},
+                    "crdb_tls_check_textfile_dir": os.path.dirname(self.textfile("client1"))},
+                    **(extra_clients or {})}},
             },
             "vars": {
                 "ansible_connection": "local",
@@ -436,3 +437,22 @@ def test_ca_inside_its_window_is_warned_never_rotated(fleet):
     assert due == sorted([("controller", "ca.signer.pem"), ("client1", "ca.crt")]
                          + [(h, "ca.crt") for h in NODES])
     assert all("run playbooks/rotate_ca.yml" in r["why"][0] for r in report["certificates"] if r["status"] == "due")
+
+
+def test_check_reports_a_host_it_could_not_check(fleet):
+    """A host whose check fails (here: its client dir's owner does not exist) is a broken row, and the run fails."""
+    client_dir = os.path.join(fleet.base, "client")
+    fleet.write_inventory(extra_clients={"client2": {
+        "ansible_host": "127.0.0.1",
+        "crdb_tls_client_users": [{"name": "root", "os_user": "crdbtls-nosuchuser", "dir": client_dir}]}})
+    try:
+        rc, out = fleet.playbook("check.yml")
+    finally:
+        fleet.write_inventory()
+    assert rc != 0, out[-6000:]
+    report = read_report(fleet)
+    broken = [r for r in report["certificates"] if r["status"] != "ok"]
+    assert [(r["host"], r["file"], r["status"]) for r in broken] == [("client2", "-", "broken")], broken
+    assert broken[0]["why"] == ["the check could not run: process_user 'crdbtls-nosuchuser': no such user on this host"]
+    assert "client2 -: the check could not run: process_user 'crdbtls-nosuchuser': no such user on this host" in out
+    assert sum(1 for r in report["certificates"] if r["host"] == "client1" and r["status"] == "ok") == 2
