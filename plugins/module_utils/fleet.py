@@ -28,8 +28,8 @@ __metaclass__ = type
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki, rules,
-                                                               signing, stamp)
+from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki, renewal,
+                                                               rules, signing, stamp)
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ISSUED_DIR = "issued"
@@ -108,13 +108,17 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
           passphrases=None, workers=None, check_mode=False, now=None, signing_options=None,
-          key_location="controller", csrs=None, client_csrs=None):
+          key_location="controller", csrs=None, client_csrs=None, renew_before_by_kind=None):
     """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
 
+    ``renew_before`` is the window of every kind; ``renew_before_by_kind``
+    (``{"node": "30d", "client": ..., "ui": ...}``) overrides it per kind
+    (see ``renewal.windows``). The CA itself is never renewed here.
     ``signing_options``: ``{ca_role: options}`` from :func:`signing.options` for each CA whose key is not
     in the PKI dir (an external signer command or the offline CSR hand-off); the others sign with their key.
     ``key_location="node"``: the hosts made their keys; see :func:`issue_from_csrs`.
     """
+    renew_before = renewal.windows(renew_before, renew_before_by_kind)
     if key_location == "node":
         if ui_cert_src or pkcs8:
             raise CrdbTlsError("key_location node: %s would put a private key in the PKI dir; keys are made on "
@@ -262,10 +266,12 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
             return key, None
         bundle = bundles[role] if key[0] != "_users" else bundles["ca"]
         if signing.is_backend(cas[role]):
-            return key, _plan_external(job, cas[role], key_type, key_size, renew_before, bundle, indexes[role],
+            return key, _plan_external(job, cas[role], key_type, key_size,
+                                       renewal.window_for(renew_before, spec.filename), bundle, indexes[role],
                                        check_mode, now)
         return key, issuance.plan(directory, spec, cas[role], key_type=key_type, key_size=key_size,
-                                  renew_before=renew_before, pkcs8=extra.get("pkcs8", False),
+                                  renew_before=renewal.window_for(renew_before, spec.filename),
+                                  pkcs8=extra.get("pkcs8", False),
                                   ca_bundle=bundle, index_path=indexes[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)
@@ -437,9 +443,12 @@ def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, cs
     issued dir for the same public key that still fits is kept (a CSR sent
     again after a failed install is not signed twice). Hosts keep the
     certificates they did not ask for. Key files left in an issued dir by
-    ``key_location=controller`` are removed.
+    ``key_location=controller`` are removed. ``renew_before``: one window, or
+    the per-kind windows of :func:`renewal.windows`.
     """
     now = now or pki.utcnow()
+    if not isinstance(renew_before, dict):
+        renew_before = renewal.windows(renew_before)
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
     node_users = list(dict.fromkeys(users if node_users is None else node_users))
@@ -474,7 +483,8 @@ def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_bef
         key, directory, spec, role, public_key = job
         if check_mode and not os.path.isdir(directory):
             return key, None
-        return key, issuance.plan(directory, spec, cas[role], renew_before=renew_before, public_key=public_key,
+        return key, issuance.plan(directory, spec, cas[role], renew_before=renewal.window_for(renew_before, spec.filename),
+                                  public_key=public_key,
                                   index_path=indexes[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)

@@ -97,7 +97,15 @@ options:
   renew_before:
     description:
       - Re-issue certificates that expire within this window (for example V(30d)).
+      - The window of every kind unless O(renew_before_by_kind) sets that kind's.
     type: str
+  renew_before_by_kind:
+    description:
+      - Renewal window per kind of certificate, overriding O(renew_before) for that kind.
+      - Keys V(node) (C(node.crt), C(client.node.crt)), V(client) (C(client.<user>.crt)) and V(ui) (C(ui.crt));
+        values durations such as V(30d). An empty value keeps O(renew_before).
+      - A V(ca) key is accepted and has no effect here - this module never renews a CA (see C(playbooks/rotate_ca.yml)).
+    type: dict
   organization:
     description:
       - Organisation (O) in issued subjects.
@@ -262,6 +270,7 @@ def main():
             ui_sans=dict(type="list", elements="str", default=[]),
             lifetime=dict(type="str", default="43920h"),
             renew_before=dict(type="str"),
+            renew_before_by_kind=dict(type="dict"),
             organization=dict(type="str", default="Cockroach"),
             ocsp_url=dict(type="str"),
             pkcs8=dict(type="bool", default=False),
@@ -289,7 +298,7 @@ def main():
             p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
             ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
             ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
-            renew_before=p["renew_before"], organization=p["organization"], ocsp_url=p["ocsp_url"],
+            renew_before=p["renew_before"], renew_before_by_kind=p["renew_before_by_kind"], organization=p["organization"], ocsp_url=p["ocsp_url"],
             pkcs8=p["pkcs8"],
             passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
             check_mode=module.check_mode,

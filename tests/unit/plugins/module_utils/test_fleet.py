@@ -377,3 +377,55 @@ def test_worker_count_does_not_change_the_result(tmp_path):
                     keys.add(handle.read())
         assert len(keys) == len(nodes) * 3
     assert sets[0] == sets[1]
+
+
+# --------------------------------------------------------------------------- renewal windows per kind
+
+def _fps(result):
+    out = {}
+    for host, info in result["hosts"].items():
+        for name, fp in info["fingerprints"].items():
+            out[(host, name)] = fp
+    for user, info in result["users"].items():
+        for name, fp in info["fingerprints"].items():
+            out[("_users/" + user, name)] = fp
+    return out
+
+
+def test_renewal_windows_per_kind(pki_dir):
+    """Certificates valid 40 days: a 45d window renews them, a 10d one does not; each kind on its own."""
+    make_pki(pki_dir)
+    first = _fps(issue(pki_dir, ui_generate=True, lifetime="40d"))
+    assert set(n for _h, n in first) == {"node.crt", "ui.crt", "client.root.crt", "client.app.crt"}
+
+    current = dict(first)
+
+    def renewed(**kwargs):
+        result = issue(pki_dir, ui_generate=True, lifetime="40d", **kwargs)
+        after = _fps(result)
+        names = sorted(set(key[1] for key in after if after[key] != current[key]))
+        current.update(after)
+        return names, result
+
+    names, result = renewed(renew_before_by_kind={"node": "45d"})
+    assert names == ["node.crt"]
+    assert any("node.crt expires on" in r and "within renew_before (45d)" in r
+               for r in result["hosts"]["n1"]["reasons"])
+    assert renewed(renew_before_by_kind={"ui": "45d", "node": "10d"})[0] == ["ui.crt"]
+    assert renewed(renew_before_by_kind={"client": "45d"})[0] == ["client.app.crt", "client.root.crt"]
+    # The CA window never renews anything here.
+    names, result = renewed(renew_before_by_kind={"ca": "45d"})
+    assert names == [] and result["changed"] is False
+    # renew_before is every kind's window unless the kind has its own; an empty one keeps it.
+    assert renewed(renew_before="45d", renew_before_by_kind={"node": "10d", "ui": "10d", "client": ""})[0] == \
+        ["client.app.crt", "client.root.crt"]
+
+
+def test_renewal_window_bad_kind_or_duration(pki_dir):
+    make_pki(pki_dir)
+    with pytest.raises(CrdbTlsError, match=r"renewal window for 'nodes': not a kind of certificate "
+                                           r"\(kinds: ca, node, client, ui\)"):
+        issue(pki_dir, renew_before_by_kind={"nodes": "30d"})
+    with pytest.raises(CrdbTlsError, match=r"renewal window for ui 'soon' is not a duration"):
+        issue(pki_dir, renew_before_by_kind={"ui": "soon"})
+    assert not os.path.exists(os.path.join(pki_dir, fleet.ISSUED_DIR))

@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""renewal: windows per kind, the rows of a certs dir and a PKI dir, the served check, the report formats."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import socket
+import ssl
+import threading
+
+import pytest
+
+from ansible_collections.crdb.tls.plugins.module_utils import authority, pki, renewal
+from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
+
+WINDOWS = renewal.windows(None, renewal.DEFAULT_WINDOWS)
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("ca.crt", "ca"), ("ca-client.crt", "ca"), ("ca-ui.crt", "ca"),
+    ("node.crt", "node"), ("client.node.crt", "node"),
+    ("ui.crt", "ui"),
+    ("client.root.crt", "client"), ("client.app.crt", "client"), ("/var/lib/cockroach/certs/client.app.crt", "client"),
+    ("node.key", None), ("ca.old.crt", None), ("client.Root.crt", None),
+])
+def test_kind_of(name, kind):
+    assert renewal.kind_of(name) == kind
+
+
+def test_windows_default_and_per_kind():
+    days = datetime.timedelta(days=1)
+    assert renewal.windows("30d") == {"ca": 30 * days, "node": 30 * days, "client": 30 * days, "ui": 30 * days}
+    assert renewal.windows("30d", {"ca": "180d", "ui": "", "node": None, "client": "2w"}) == {
+        "ca": 180 * days, "node": 30 * days, "client": 14 * days, "ui": 30 * days}
+    assert renewal.windows(None, {"node": "10d"}) == {"ca": None, "node": 10 * days, "client": None, "ui": None}
+    assert renewal.window_for(renewal.windows(None, {"node": "10d"}), "client.node.crt") == 10 * days
+    assert renewal.window_for(None, "node.crt") is None
+
+
+def test_windows_refuse_bad_input():
+    with pytest.raises(CrdbTlsError, match=r"renewal window for 'server': not a kind of certificate"):
+        renewal.windows("30d", {"server": "1d"})
+    with pytest.raises(CrdbTlsError, match=r"renewal window for node '3 months' is not a duration"):
+        renewal.windows(None, {"node": "3 months"})
+    with pytest.raises(CrdbTlsError, match=r"renew_before 'x' is not a duration"):
+        renewal.windows("x")
+
+
+def test_judge_statuses():
+    now = pki.utcnow()
+    soon, later = now + datetime.timedelta(days=5), now + datetime.timedelta(days=400)
+    assert renewal.judge(later, "node", WINDOWS, [], now) == ("ok", [])
+    status, why = renewal.judge(soon, "node", WINDOWS, [], now)
+    assert status == "due" and why == ["expires on %s (5 days left), inside its 30d node renewal window"
+                                       % soon.strftime("%Y-%m-%d %H:%M UTC")]
+    status, why = renewal.judge(soon, "ca", WINDOWS, [], now)
+    assert status == "due" and why[0].endswith("inside its 180d ca renewal window; renew.yml does not rotate a CA: "
+                                               "run playbooks/rotate_ca.yml")
+    status, why = renewal.judge(soon, "node", WINDOWS, ["key node.key does not match the certificate"], now)
+    assert status == "broken" and why[0] == "key node.key does not match the certificate" and "renewal window" in why[1]
+    past = now - datetime.timedelta(hours=1)
+    status, why = renewal.judge(past, "client", WINDOWS, [], now)
+    assert status == "expired" and why == ["expired on %s" % past.strftime("%Y-%m-%d %H:%M UTC")]
+    assert renewal.judge(None, "", WINDOWS, ["ca.crt: missing"], now) == ("broken", ["ca.crt: missing"])
+
+
+def _certs_dir(mk, certs_dir, ca, node_lifetime="400d"):
+    mk.install_ca(certs_dir, "ca.crt", ca)
+    cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com", "127.0.0.1"], lifetime=node_lifetime)
+    mk.install(certs_dir, "node.crt", cert, key)
+    cert, key, _spec = mk.leaf(ca, "client", user="root", lifetime="400d")
+    mk.install(certs_dir, "client.root.crt", cert, key)
+    return certs_dir
+
+
+def test_assess_dir_rows(mk, ca, certs_dir):
+    _certs_dir(mk, certs_dir, ca, node_lifetime="10d")
+    rows = dict((os.path.basename(r["file"]), r)
+                for r in renewal.assess_dir("node1", certs_dir, WINDOWS, layout="standard",
+                                            expected_hosts=["node1.example.com"]))
+    assert sorted(rows) == ["ca.crt", "client.root.crt", "node.crt"]
+    node = rows["node.crt"]
+    assert (node["host"], node["file"], node["kind"], node["status"]) == (
+        "node1", os.path.join(certs_dir, "node.crt"), "node", "due")
+    assert node["days_left"] == 9 and node["window_days"] == 30
+    assert node["expiry_timestamp"] == int(datetime.datetime.fromisoformat(node["not_after"]).timestamp())
+    assert "(9 days left), inside its 30d node renewal window" in node["why"][0]
+    assert (rows["client.root.crt"]["kind"], rows["client.root.crt"]["status"]) == ("client", "ok")
+    assert (rows["ca.crt"]["kind"], rows["ca.crt"]["status"], rows["ca.crt"]["window_days"]) == ("ca", "ok", 180)
+
+
+def test_assess_dir_problems_from_the_validator(mk, ca, other_ca, certs_dir):
+    _certs_dir(mk, certs_dir, ca)
+    os.chmod(os.path.join(certs_dir, "client.root.key"), 0o644)
+    cert, key, _spec = mk.leaf(other_ca, "ui", hosts=["console.example.com"])
+    mk.install(certs_dir, "ui.crt", cert)      # its key is missing
+    rows = dict((os.path.basename(r["file"]), r)
+                for r in renewal.assess_dir("node1", certs_dir, WINDOWS, layout="split_node"))
+    assert rows["client.root.crt"]["status"] == "broken"
+    assert rows["client.root.crt"]["why"] == ["key client.root.key: mode 0644 exceeds -rwx------ (CockroachDB "
+                                              "refuses group or world access to keys)"]
+    assert rows["ui.crt"]["status"] == "broken" and rows["ui.crt"]["why"] == ["key ui.key is missing"]
+    # A file the layout needs: a row of its own, no expiry.
+    missing = rows["client.node.crt"]
+    assert (missing["status"], missing["kind"], missing["not_after"]) == ("broken", "node", None)
+    assert missing["why"] == ["missing (required by the split_node layout)"]
+    assert rows["node.crt"]["status"] == "ok"
+
+    gone = renewal.assess_dir("node1", os.path.join(certs_dir, "nope"), WINDOWS)
+    assert [(r["file"], r["status"], r["why"]) for r in gone] == [
+        (os.path.join(certs_dir, "nope"), "broken", ["the certs dir does not exist"])]
+
+
+def test_assess_dir_expired(mk, ca, certs_dir):
+    _certs_dir(mk, certs_dir, ca)
+    past = pki.utcnow() - datetime.timedelta(days=3)
+    cert, key, _spec = mk.leaf(ca, "client", user="app", lifetime="1d", now=past)
+    mk.install(certs_dir, "client.app.crt", cert, key)
+    row = [r for r in renewal.assess_dir("n", certs_dir, WINDOWS) if r["file"].endswith("client.app.crt")][0]
+    assert row["status"] == "expired" and -3 <= row["days_left"] <= -2
+    assert row["why"][-1] == "expired on %s" % pki.not_after(cert).strftime("%Y/%m/%d %H:%M")
+    assert row["why"][0].startswith("does not verify against ca.crt: ")
+
+
+def test_assess_pki_ca_window(pki_dir):
+    authority.ensure(pki_dir, "ca", key_type="ecdsa")
+    rows = renewal.assess_pki("controller", pki_dir, WINDOWS)
+    assert [(r["file"], r["kind"], r["status"]) for r in rows] == [
+        (authority.paths(pki_dir, "ca")["signer"], "ca", "ok")]
+    assert rows[0]["days_left"] >= 3659
+    due = renewal.assess_pki("controller", pki_dir, renewal.windows(None, {"ca": "4000d"}))[0]
+    assert due["status"] == "due" and due["ca_role"] == "ca"
+    assert due["why"][0].endswith("inside its 4000d ca renewal window; renew.yml does not rotate a CA: "
+                                  "run playbooks/rotate_ca.yml")
+    assert renewal.assess_pki("controller", os.path.join(pki_dir, "none"), WINDOWS) == []
+
+
+class _TlsServer(object):
+    """A local TLS server presenting one certificate (a real handshake for served_check)."""
+
+    def __init__(self, cert_path, key_path):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                conn, _addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_served_check(mk, ca, certs_dir):
+    _certs_dir(mk, certs_dir, ca)
+    node_crt = os.path.join(certs_dir, "node.crt")
+    other = os.path.join(certs_dir, "client.root.crt")
+    # Nothing answers and no such process runs: not checked.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        address = "127.0.0.1:%d" % free.getsockname()[1]
+    row, note = renewal.served_check("n1", address, node_crt, "crdbtls-none", timeout=0)
+    assert row is None and note.startswith("nothing answers at %s" % address)
+    assert "no crdbtls-none process runs: the served certificate was not checked" in note
+
+    server = _TlsServer(node_crt, os.path.join(certs_dir, "node.key"))
+    try:
+        row, note = renewal.served_check("n1", server.address, node_crt, "crdbtls-none", timeout=0)
+        assert row is None and note == "%s serves %s (sha256 %s)" % (
+            server.address, node_crt, pki.fingerprint(pki.load_certificates(open(node_crt, "rb").read(), "x")[0]))
+        # Something answers with another certificate: broken, whatever the process name.
+        row, note = renewal.served_check("n1", server.address, other, "crdbtls-none", timeout=0)
+    finally:
+        server.close()
+    assert row["status"] == "broken" and row["file"] == other and row["kind"] == "client"
+    assert row["why"] == [note]
+    assert note.startswith("%s serves sha256 " % server.address)
+    assert note.endswith("not %s (sha256 %s): the running process did not reload it"
+                         % (other, pki.fingerprint(pki.load_certificates(open(other, "rb").read(), "x")[0])))
+
+
+def _rows(mk, ca, certs_dir):
+    _certs_dir(mk, certs_dir, ca, node_lifetime="10d")
+    return renewal.assess_dir('no"de\\1', certs_dir, WINDOWS) + [renewal.failed_host_row("node9", "unreachable")]
+
+
+def test_report_table_and_json(mk, ca, certs_dir, tmp_path):
+    rows = _rows(mk, ca, certs_dir)
+    document = renewal.report(rows)
+    assert document["ok"] is False
+    assert document["summary"] == {"ok": 2, "due": 1, "expired": 0, "broken": 1}
+    assert document["problems"] == [
+        'no"de\\1 %s: %s (due)' % (os.path.join(certs_dir, "node.crt"), rows[2]["why"][0]),
+        "node9 -: the check could not run: unreachable (broken)"]
+    table = renewal.format_table(rows).splitlines()
+    assert table[0].split(" | ")[:7] == ["Host   ", "File".ljust(len(os.path.join(certs_dir, "client.root.crt"))),
+                                         "Kind  ", "Expires         ", "Days left", "Window", "Status"]
+    due_line = [line for line in table if "node.crt" in line][0]
+    assert [c.strip() for c in due_line.split(" | ")][2:7] == ["node", rows[2]["not_after"][:16].replace("T", " "),
+                                                               "9", "30d", "DUE"]
+    assert table[-1] == "(4 certificates: 2 ok, 1 due, 0 expired, 1 broken)"
+    path = str(tmp_path / "report.json")
+    assert renewal.write_report(path, document) is True
+    with open(path) as handle:
+        assert json.load(handle) == json.loads(json.dumps(document))
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert renewal.report([])["ok"] is True
+
+
+def test_prometheus_textfile(mk, ca, certs_dir, tmp_path):
+    rows = _rows(mk, ca, certs_dir)
+    text = renewal.prometheus_text(rows).decode()
+    node = os.path.join(certs_dir, "node.crt")
+    host = 'no\\"de\\\\1'
+    assert "# TYPE crdb_tls_cert_expiry_timestamp_seconds gauge\n" in text
+    assert 'crdb_tls_cert_days_left{host="%s",file="%s",kind="node"} 9\n' % (host, node) in text
+    assert 'crdb_tls_cert_problems{host="%s",file="%s",kind="node"} 1\n' % (host, node) in text
+    assert 'crdb_tls_cert_expiry_timestamp_seconds{host="%s",file="%s",kind="node"} %d\n' % (
+        host, node, rows[2]["expiry_timestamp"]) in text
+    assert 'crdb_tls_cert_problems{host="node9",file="-",kind=""} 1\n' in text
+    assert 'crdb_tls_cert_days_left{host="node9"' not in text
+
+    directory = str(tmp_path / "textfiles")
+    os.mkdir(directory)
+    assert renewal.write_textfile(directory, rows, check_mode=True) == (True, os.path.join(directory, "crdb_tls.prom"))
+    assert os.listdir(directory) == []
+    assert renewal.write_textfile(directory, rows) == (True, os.path.join(directory, "crdb_tls.prom"))
+    assert os.listdir(directory) == ["crdb_tls.prom"]
+    assert os.stat(os.path.join(directory, "crdb_tls.prom")).st_mode & 0o777 == 0o644
+    with open(os.path.join(directory, "crdb_tls.prom"), "rb") as handle:
+        assert handle.read() == text.encode()
+    assert renewal.write_textfile(directory, rows)[0] is False
+    with pytest.raises(CrdbTlsError, match=r"textfile name 'crdb.txt' must be a file name ending in .prom"):
+        renewal.write_textfile(directory, rows, name="crdb.txt")
+    with pytest.raises(CrdbTlsError, match=r"textfile directory"):
+        renewal.write_textfile(os.path.join(directory, "none"), rows)
