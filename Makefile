@@ -140,8 +140,11 @@ sanity: $(VENV_STAMP)
 
 # crdb.tls resolves to the working tree (build/src), so playbooks using its
 # modules pass syntax-check without a build.
+# A HOME of its own: ansible-lint also looks in ~/.ansible/collections, where
+# molecule's prerun leaves a copy of whatever checkout ran it last.
 lint: $(VENV_STAMP) src-link
-	ANSIBLE_COLLECTIONS_PATH=$(SRC):$(VENV_SITE) PATH=$(VENV_PATH) \
+	mkdir -p $(BUILD)/lint-home
+	HOME=$(BUILD)/lint-home ANSIBLE_COLLECTIONS_PATH=$(SRC):$(VENV_SITE) PATH=$(VENV_PATH) \
 		$(VENV_BIN)/ansible-lint --profile production
 	$(VENV_BIN)/antsibull-changelog lint
 
