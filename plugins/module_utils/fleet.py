@@ -166,9 +166,11 @@ def _record_install_checks(pki_dir, layout, nodes, users, ui_sans):
 
     Problems are not raised here: the install of that set reports them.
     """
-    sets = [(issued_dir(pki_dir, host), dict(expected_hosts=list((nodes[host] or {}).get("sans") or []),
-                                              expected_ui_hosts=list(ui_sans or []), layout=layout, purpose="node"))
-            for host in sorted(nodes)]
+    sets = []
+    for host in sorted(nodes):
+        sans = list((nodes[host] or {}).get("sans") or [])
+        sets.append((issued_dir(pki_dir, host),
+                     dict(expected_hosts=sans, expected_ui_hosts=list(ui_sans or []), layout=layout, purpose="node")))
     sets += [(user_dir(pki_dir, user), dict(layout=layout, purpose="client")) for user in users]
     for directory, params in sets:
         if os.path.isdir(directory) and not stamp.matches(directory, stamp.shipped_names(directory), **params):

@@ -64,11 +64,17 @@ def test_record_holds_only_for_the_same_parameters(pki_dir):
     issue(make_pki(pki_dir))
     directory = fleet.issued_dir(pki_dir, "n1")
     params = role_params("n1")
-    assert stamped(directory, **dict(params, expected_hosts=list(reversed(params["expected_hosts"]))))
-    assert not stamped(directory, **dict(params, expected_hosts=params["expected_hosts"] + ["extra.example.com"]))
-    assert not stamped(directory, **dict(params, expected_ui_hosts=["console.example.com"]))
-    assert not stamped(directory, **dict(params, layout="split_node"))
-    assert not stamped(directory, **dict(params, purpose="client"))
+
+    def changed(name, value):
+        out = dict(params)
+        out[name] = value
+        return out
+
+    assert stamped(directory, **changed("expected_hosts", list(reversed(params["expected_hosts"]))))
+    assert not stamped(directory, **changed("expected_hosts", params["expected_hosts"] + ["extra.example.com"]))
+    assert not stamped(directory, **changed("expected_ui_hosts", ["console.example.com"]))
+    assert not stamped(directory, **changed("layout", "split_node"))
+    assert not stamped(directory, **changed("purpose", "client"))
 
 
 def test_record_holds_only_for_the_same_bytes(pki_dir):
