@@ -315,7 +315,7 @@ def main():
                 module.fail_json(msg="external_signer=true keeps no CA key: drop key_src (%s); the signer "
                                      "command or the CSR hand-off signs" % p["key_src"])
             result = authority.ensure_trust(p["path"], role=p["role"], cert_src=p["cert_src"],
-                                            keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
+                                            keep_previous=p["keep_previous"], check_mode=module.check_mode)
         elif bool(p["cert_src"]) != bool(p["key_src"]):
             module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
                                  "external_signer=true")
