@@ -132,11 +132,12 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
                   lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now):
     roles_needed = set(["ca"]) | set(r for p, r in rules.layout_profiles(layout).items())
     roles_needed.add(rules.client_ca_role(layout))
-    cas, bundles, indexes = {}, {}, {}
+    cas, bundles, indexes, revoked = {}, {}, {}, {}
     for role in sorted(roles_needed):
         cas[role] = authority.load(pki_dir, role, passphrases.get(role), now)
         bundles[role] = authority.bundle(pki_dir, role)
         indexes[role] = authority.paths(pki_dir, role)["index"]
+        revoked[role] = ledger.revoked_serials(indexes[role])   # a revoked certificate is re-issued
     options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
@@ -153,7 +154,7 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
         bundle = bundles[role] if key[0] != "_users" else bundles["ca"]
         return key, issuance.plan(directory, spec, cas[role], key_type=key_type, key_size=key_size,
                                   renew_before=renew_before, pkcs8=extra.get("pkcs8", False),
-                                  ca_bundle=bundle, index_path=indexes[role], now=now)
+                                  ca_bundle=bundle, index_path=indexes[role], revoked=revoked[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:
