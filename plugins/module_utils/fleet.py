@@ -79,7 +79,7 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
     for user in users:
         rules.validate_username(user, "client user")
         spec = pki.build_spec("client", user=user, organization=options["organization"],
-                              lifetime=options["lifetime"], ocsp_url=options["ocsp_url"])
+                              lifetime=options["lifetime"], ocsp_url=options["ocsp_urls"][client_role])
         jobs.append((("_users", user), user_dir(pki_dir, user), spec, client_role, {"pkcs8": options["pkcs8"]}))
     for host in sorted(nodes):
         info = nodes[host] or {}
@@ -90,12 +90,12 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
         for profile, role in sorted(rules.layout_profiles(layout).items()):
             spec = pki.build_spec(profile, hosts=sans if rules.PROFILES[profile]["sans"] else None,
                                   organization=options["organization"], lifetime=options["lifetime"],
-                                  ocsp_url=options["ocsp_url"])
+                                  ocsp_url=options["ocsp_urls"][role])
             jobs.append(((host, profile), directory, spec, role, {}))
         if ui_generate:
             ui_sans = list(info.get("ui_sans") or []) or sans
             spec = pki.build_spec("ui", hosts=ui_sans, organization=options["organization"],
-                                  lifetime=options["lifetime"], ocsp_url=options["ocsp_url"])
+                                  lifetime=options["lifetime"], ocsp_url=options["ocsp_urls"]["ca"])
             jobs.append(((host, "ui"), directory, spec, "ca", {}))
     return jobs
 
@@ -103,9 +103,15 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
 def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=False, ui_cert_src=None,
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
-          passphrases=None, workers=None, check_mode=False, now=None):
-    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``."""
+          passphrases=None, workers=None, check_mode=False, now=None, client_ca_ocsp_url=None):
+    """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
+
+    ``ocsp_url`` goes into the certificates of the cluster CA, and into those
+    of the client CA too unless ``client_ca_ocsp_url`` (split_ca: the URL of
+    the client CA's own responder) is given.
+    """
     now = now or pki.utcnow()
+    ocsp_urls = {"ca": ocsp_url, "client_ca": client_ca_ocsp_url or ocsp_url}
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
     node_users = list(dict.fromkeys(users if node_users is None else node_users))
@@ -124,12 +130,12 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     # concurrent run waits, then finds everything issued.
     with fileio.dir_lock(pki_dir):
         return _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
-                             key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
+                             key_size, lifetime, renew_before, organization, ocsp_urls, pkcs8, passphrases or {},
                              workers, check_mode, now)
 
 
 def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type, key_size,
-                  lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now):
+                  lifetime, renew_before, organization, ocsp_urls, pkcs8, passphrases, workers, check_mode, now):
     roles_needed = set(["ca"]) | set(r for p, r in rules.layout_profiles(layout).items())
     roles_needed.add(rules.client_ca_role(layout))
     cas, bundles, indexes, revoked = {}, {}, {}, {}
@@ -138,7 +144,7 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
         bundles[role] = authority.bundle(pki_dir, role)
         indexes[role] = authority.paths(pki_dir, role)["index"]
         revoked[role] = ledger.revoked_serials(indexes[role])   # a revoked certificate is re-issued
-    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
+    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_urls": ocsp_urls, "pkcs8": pkcs8}
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
     if not check_mode:

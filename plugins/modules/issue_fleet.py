@@ -107,6 +107,11 @@ options:
     description:
       - OCSP responder URL to put in issued certificates.
     type: str
+  client_ca_ocsp_url:
+    description:
+      - OCSP responder URL for the certificates the client CA signs (V(split_ca) - client certificates and
+        C(client.node.crt)), whose responder must sign with a certificate of the client CA. Defaults to O(ocsp_url).
+    type: str
   pkcs8:
     description:
       - Also write C(client.<user>.key.pk8) (DER PKCS#8) for Java clients.
@@ -173,6 +178,7 @@ def main():
             renew_before=dict(type="str"),
             organization=dict(type="str", default="Cockroach"),
             ocsp_url=dict(type="str"),
+            client_ca_ocsp_url=dict(type="str"),
             pkcs8=dict(type="bool", default=False),
             ca_passphrase=dict(type="str", no_log=True),
             client_ca_passphrase=dict(type="str", no_log=True),
@@ -191,7 +197,7 @@ def main():
             renew_before=p["renew_before"], organization=p["organization"], ocsp_url=p["ocsp_url"],
             pkcs8=p["pkcs8"],
             passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
-            check_mode=module.check_mode)
+            check_mode=module.check_mode, client_ca_ocsp_url=p["client_ca_ocsp_url"])
 
     module_support.run(module, run)
 

@@ -243,6 +243,25 @@ def test_revoked_certificate_is_reissued_with_a_new_key(pki_dir, layout):
     assert issue(pki_dir, layout)["changed"] is False
 
 
+@pytest.mark.parametrize("layout", ["standard", "split_ca"])
+def test_ocsp_urls_follow_the_signing_ca(pki_dir, layout):
+    make_pki(pki_dir, layout)
+    issue(pki_dir, layout, ocsp_url="http://ocsp.example.com:8888", client_ca_ocsp_url="http://ocsp.example.com:8889",
+          ui_generate=True)
+    client_url = "http://ocsp.example.com:8889" if layout == "split_ca" else "http://ocsp.example.com:8888"
+    n1 = fleet.issued_dir(pki_dir, "n1")
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "node.crt"))[0]) == ["http://ocsp.example.com:8888"]
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "ui.crt"))[0]) == ["http://ocsp.example.com:8888"]
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.root.crt"))[0]) == [client_url]
+    assert pki.ocsp_urls(cert_of(os.path.join(fleet.user_dir(pki_dir, "app"), "client.app.crt"))[0]) == [client_url]
+    if layout == "split_ca":
+        assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.node.crt"))[0]) == [client_url]
+    # Without a client CA URL, every certificate carries ocsp_url; the change counts as drift.
+    again = issue(pki_dir, layout, ocsp_url="http://ocsp.example.com:8888", ui_generate=True)
+    assert again["changed"] is (layout == "split_ca")
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.root.crt"))[0]) == ["http://ocsp.example.com:8888"]
+
+
 def cert_of_bytes(data):
     return pki.load_certificates(data, "client.root.crt")[0]
 
