@@ -83,7 +83,7 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
     for user in users:
         rules.validate_username(user, "client user")
         spec = pki.build_spec("client", user=user, organization=options["organization"],
-                              lifetime=options["lifetime"], ocsp_url=options["ocsp_url"])
+                              lifetime=options["lifetime"], ocsp_url=options["ocsp_urls"][client_role])
         jobs.append((("_users", user), user_dir(pki_dir, user), spec, client_role, {"pkcs8": options["pkcs8"]}))
     for host in sorted(nodes):
         info = nodes[host] or {}
@@ -94,12 +94,12 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
         for profile, role in sorted(rules.layout_profiles(layout).items()):
             spec = pki.build_spec(profile, hosts=sans if rules.PROFILES[profile]["sans"] else None,
                                   organization=options["organization"], lifetime=options["lifetime"],
-                                  ocsp_url=options["ocsp_url"])
+                                  ocsp_url=options["ocsp_urls"][role])
             jobs.append(((host, profile), directory, spec, role, {}))
         if ui_generate:
             ui_sans = list(info.get("ui_sans") or []) or sans
             spec = pki.build_spec("ui", hosts=ui_sans, organization=options["organization"],
-                                  lifetime=options["lifetime"], ocsp_url=options["ocsp_url"])
+                                  lifetime=options["lifetime"], ocsp_url=options["ocsp_urls"]["ca"])
             jobs.append(((host, "ui"), directory, spec, "ca", {}))
     return jobs
 
@@ -108,7 +108,8 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
           passphrases=None, workers=None, check_mode=False, now=None, signing_options=None,
-          key_location="controller", csrs=None, client_csrs=None, renew_before_by_kind=None):
+          key_location="controller", csrs=None, client_csrs=None, renew_before_by_kind=None,
+          client_ca_ocsp_url=None):
     """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
 
     ``renew_before`` is the window of every kind; ``renew_before_by_kind``
@@ -117,6 +118,9 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     ``signing_options``: ``{ca_role: options}`` from :func:`signing.options` for each CA whose key is not
     in the PKI dir (an external signer command or the offline CSR hand-off); the others sign with their key.
     ``key_location="node"``: the hosts made their keys; see :func:`issue_from_csrs`.
+    ``ocsp_url`` goes into the certificates of the cluster CA, and into those
+    of the client CA too unless ``client_ca_ocsp_url`` (split_ca: the URL of
+    the client CA's own responder) is given.
     """
     renew_before = renewal.windows(renew_before, renew_before_by_kind)
     if key_location == "node":
@@ -135,6 +139,7 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     if csrs or client_csrs:
         raise CrdbTlsError("csrs and client_csrs are for key_location node")
     now = now or pki.utcnow()
+    ocsp_urls = {"ca": ocsp_url, "client_ca": client_ca_ocsp_url or ocsp_url}
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
     node_users = list(dict.fromkeys(users if node_users is None else node_users))
@@ -154,7 +159,7 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     # concurrent run waits, then finds everything issued.
     with fileio.dir_lock(pki_dir):
         result = _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type,
-                               key_size, lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases or {},
+                               key_size, lifetime, renew_before, organization, ocsp_urls, pkcs8, passphrases or {},
                                workers, check_mode, now, signing_options)
         if not check_mode:
             _record_install_checks(pki_dir, layout, nodes, users, ui_sans)
@@ -243,16 +248,17 @@ def _check_handoff(plans, signing_options, check_mode):
 
 
 def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provided_ui, key_type, key_size,
-                  lifetime, renew_before, organization, ocsp_url, pkcs8, passphrases, workers, check_mode, now,
+                  lifetime, renew_before, organization, ocsp_urls, pkcs8, passphrases, workers, check_mode, now,
                   signing_options=None):
     roles_needed = set(["ca"]) | set(r for p, r in rules.layout_profiles(layout).items())
     roles_needed.add(rules.client_ca_role(layout))
-    cas, bundles, indexes = {}, {}, {}
+    cas, bundles, indexes, revoked = {}, {}, {}, {}
     for role in sorted(roles_needed):
         cas[role] = _load_signer(pki_dir, role, passphrases, signing_options or {}, now)
         bundles[role] = authority.bundle(pki_dir, role)
         indexes[role] = authority.paths(pki_dir, role)["index"]
-    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url, "pkcs8": pkcs8}
+        revoked[role] = ledger.revoked_serials(indexes[role])   # a revoked certificate is re-issued
+    options = {"organization": organization or None, "lifetime": lifetime, "ocsp_urls": ocsp_urls, "pkcs8": pkcs8}
     # Every name is validated before the first directory is made.
     jobs = _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options)
     _check_handoff_names(jobs, cas)
@@ -273,8 +279,8 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
                                        check_mode, now)
         return key, issuance.plan(directory, spec, cas[role], key_type=key_type, key_size=key_size,
                                   renew_before=renewal.window_for(renew_before, spec.filename),
-                                  pkcs8=extra.get("pkcs8", False),
-                                  ca_bundle=bundle, index_path=indexes[role], now=now)
+                                  pkcs8=extra.get("pkcs8", False), ca_bundle=bundle, index_path=indexes[role],
+                                  revoked=revoked[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:

@@ -106,12 +106,14 @@ def _current_state(certs_dir, spec, ca, key_spec, renew_before, now):
 
 def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, renew_before=None,
          force=False, reuse_key=False, owner=None, group=None, key_owner=None, key_group=None,
-         pkcs8=False, ca_bundle=None, index_path=None, public_key=None, now=None):
+         pkcs8=False, ca_bundle=None, index_path=None, public_key=None, revoked=None, now=None):
     """Decide what must change for one certificate, and prepare the new files.
 
     ``ca_bundle``: ``(file_name, pem_bytes)`` to install beside the certificate
     (``ca.crt`` or ``ca-client.crt``), or None. ``public_key``: certify this
-    key (from a CSR) instead of a key kept in the certs dir.
+    key (from a CSR) instead of a key kept in the certs dir. ``revoked``: the
+    CA's revoked serials (:func:`ledger.revoked_serials`); a certificate
+    revoked there is re-issued, with a new key.
     """
     now = now or pki.utcnow()
     fileio.require_dir(certs_dir, "certs_dir")
@@ -126,6 +128,8 @@ def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, rene
     key_mode = fileio.key_mode_for(key_owner, key_group)
 
     chain, key, cert_reasons, key_reasons = _current_state(certs_dir, spec, ca, key_spec, renew_before, now)
+    if chain and ledger.is_revoked(chain[0], revoked):
+        cert_reasons.append("%s: serial %s is revoked in the CA's index" % (cert_name, pki.serial_hex(chain[0])))
     if public_key is not None:
         key_reasons = []
         if chain and pki.public_key_bytes(chain[0].public_key()) != pki.public_key_bytes(public_key):
@@ -233,7 +237,8 @@ def ensure_from_pki(certs_dir, spec, ca_path, ca_role="ca", ca_passphrase=None, 
     ca = authority.load(ca_path, ca_role, ca_passphrase)
     bundle = authority.bundle(ca_path, ca_role) if install_ca_bundle else None
     index_path = authority.paths(ca_path, ca_role)["index"] if record else None
-    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=index_path,
+    revoked = ledger.revoked_serials(authority.paths(ca_path, ca_role)["index"])
+    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=index_path, revoked=revoked,
                   **plan_options)
     changes = diff(result)
     if not check_mode:

@@ -170,6 +170,26 @@ def status(index_path):
     return [row_dict(row) for row in read_index(index_path)]
 
 
+def revoked_serials(index_path):
+    """Canonical serials of the rows marked revoked (an empty set when there is no index yet)."""
+    serials = set()
+    for row in read_index(index_path):
+        if len(row) > 3 and row[0] == "R":
+            try:
+                serials.add(canonical_serial(row[3]))
+            except CrdbTlsError:
+                continue
+    return serials
+
+
+def is_revoked(certificate, revoked):
+    """True when ``certificate``'s serial is in ``revoked`` (a set from :func:`revoked_serials`)."""
+    if not revoked:
+        return False
+    from ansible_collections.crdb.tls.plugins.module_utils import pki
+    return canonical_serial(pki.serial_hex(certificate)) in revoked
+
+
 def revoke(index_path, serial=None, subject_cn=None, reason="unspecified", now=None, check_mode=False):
     """Mark the valid rows of ``serial`` (or of common name ``subject_cn``) revoked.
 

@@ -115,6 +115,11 @@ options:
     description:
       - OCSP responder URL to put in issued certificates.
     type: str
+  client_ca_ocsp_url:
+    description:
+      - OCSP responder URL for the certificates the client CA signs (V(split_ca) - client certificates and
+        C(client.node.crt)), whose responder must sign with a certificate of the client CA. Defaults to O(ocsp_url).
+    type: str
   pkcs8:
     description:
       - Also write C(client.<user>.key.pk8) (DER PKCS#8) for Java clients.
@@ -273,6 +278,7 @@ def main():
             renew_before_by_kind=dict(type="dict"),
             organization=dict(type="str", default="Cockroach"),
             ocsp_url=dict(type="str"),
+            client_ca_ocsp_url=dict(type="str"),
             pkcs8=dict(type="bool", default=False),
             ca_passphrase=dict(type="str", no_log=True),
             client_ca_passphrase=dict(type="str", no_log=True),
@@ -298,7 +304,8 @@ def main():
             p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
             ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
             ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
-            renew_before=p["renew_before"], renew_before_by_kind=p["renew_before_by_kind"], organization=p["organization"], ocsp_url=p["ocsp_url"],
+            renew_before=p["renew_before"], renew_before_by_kind=p["renew_before_by_kind"],
+            organization=p["organization"], ocsp_url=p["ocsp_url"],
             pkcs8=p["pkcs8"],
             passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
             check_mode=module.check_mode,
@@ -307,7 +314,8 @@ def main():
                 "client_ca": signing.options(p["client_signer_command"], p["client_csr_dir"], p["signer_env"],
                                              p["signer_timeout"]),
             },
-            key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"])
+            key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"],
+            client_ca_ocsp_url=p["client_ca_ocsp_url"])
 
     module_support.run(module, run)
 

@@ -205,6 +205,67 @@ def test_ledger_has_one_line_per_issued_certificate(pki_dir, layout):
     assert sum(len(index_lines(pki_dir, role)) for role in roles) == len(rows)
 
 
+@pytest.mark.parametrize("layout", ["standard", "split_ca"])
+def test_revoked_certificate_is_reissued_with_a_new_key(pki_dir, layout):
+    make_pki(pki_dir, layout)
+    first = issue(pki_dir, layout)
+    role = rules.client_ca_role(layout)
+    user_dir = fleet.user_dir(pki_dir, "root")
+    old_cert = cert_of(os.path.join(user_dir, "client.root.crt"))[0]
+    old_key = key_of(os.path.join(user_dir, "client.root.key"))
+    n1_node_before = tree(fleet.issued_dir(pki_dir, "n1"))["node.crt"]
+    app_before = tree(fleet.user_dir(pki_dir, "app"))
+    ledger.revoke(authority.paths(pki_dir, role)["index"], serial=pki.serial_hex(old_cert), reason="keyCompromise")
+
+    second = issue(pki_dir, layout)
+    wanted = "client.root.crt: serial %s is revoked in the CA's index" % pki.serial_hex(old_cert)
+    assert second["users"]["root"]["changed"] is True
+    assert wanted in second["users"]["root"]["reasons"], second["users"]["root"]["reasons"]
+    assert second["issued_count"] == 1
+    new_cert = cert_of(os.path.join(user_dir, "client.root.crt"))[0]
+    new_key = key_of(os.path.join(user_dir, "client.root.key"))
+    assert new_cert.serial_number != old_cert.serial_number
+    assert pki.public_key_bytes(new_key.public_key()) != pki.public_key_bytes(old_key.public_key())
+    assert pki.keys_match(new_cert, new_key)
+    # The nodes carrying root get the replacement; nothing else changes.
+    for host in NODES:
+        assert second["hosts"][host]["changed"] is True
+        with open(os.path.join(fleet.issued_dir(pki_dir, host), "client.root.crt"), "rb") as handle:
+            assert cert_of_bytes(handle.read()).serial_number == new_cert.serial_number
+    assert tree(fleet.issued_dir(pki_dir, "n1"))["node.crt"] == n1_node_before
+    assert tree(fleet.user_dir(pki_dir, "app")) == app_before
+    assert not second["users"]["app"]["changed"]
+    statuses = dict((row["serial"], row["status"]) for row in ledger.status(authority.paths(pki_dir, role)["index"]))
+    assert statuses[pki.serial_hex(old_cert)] == "revoked"
+    assert statuses[pki.serial_hex(new_cert)] == "valid"
+    assert first["users"]["root"]["fingerprints"] != second["users"]["root"]["fingerprints"]
+    # The replacement is not revoked: the next run changes nothing.
+    assert issue(pki_dir, layout)["changed"] is False
+
+
+@pytest.mark.parametrize("layout", ["standard", "split_ca"])
+def test_ocsp_urls_follow_the_signing_ca(pki_dir, layout):
+    make_pki(pki_dir, layout)
+    issue(pki_dir, layout, ocsp_url="http://ocsp.example.com:8888", client_ca_ocsp_url="http://ocsp.example.com:8889",
+          ui_generate=True)
+    client_url = "http://ocsp.example.com:8889" if layout == "split_ca" else "http://ocsp.example.com:8888"
+    n1 = fleet.issued_dir(pki_dir, "n1")
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "node.crt"))[0]) == ["http://ocsp.example.com:8888"]
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "ui.crt"))[0]) == ["http://ocsp.example.com:8888"]
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.root.crt"))[0]) == [client_url]
+    assert pki.ocsp_urls(cert_of(os.path.join(fleet.user_dir(pki_dir, "app"), "client.app.crt"))[0]) == [client_url]
+    if layout == "split_ca":
+        assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.node.crt"))[0]) == [client_url]
+    # Without a client CA URL, every certificate carries ocsp_url; the change counts as drift.
+    again = issue(pki_dir, layout, ocsp_url="http://ocsp.example.com:8888", ui_generate=True)
+    assert again["changed"] is (layout == "split_ca")
+    assert pki.ocsp_urls(cert_of(os.path.join(n1, "client.root.crt"))[0]) == ["http://ocsp.example.com:8888"]
+
+
+def cert_of_bytes(data):
+    return pki.load_certificates(data, "client.root.crt")[0]
+
+
 # --------------------------------------------------------------------------- DB Console
 
 def test_ui_generate_issues_a_ui_cert_per_node(pki_dir):

@@ -239,3 +239,37 @@ def test_existing_profiles_unchanged():
     assert rules.cert_file_for("ocsp") == "ocsp.crt"
     # CockroachDB does not read ocsp.crt: a certs dir scan reports it as skipped.
     assert rules.classify("ocsp.crt")[0] is None
+
+
+def test_revoked_serials_are_the_revoked_rows(index, tmp_path):
+    path, certs = index
+    assert ledger.revoked_serials(path) == set()
+    ledger.revoke(path, subject_cn="bob", now=NOW)
+    revoked = ledger.revoked_serials(path)
+    assert revoked == set([ledger.canonical_serial(pki.serial_hex(certs["bob"][0]))])
+    assert ledger.is_revoked(certs["bob"][0], revoked)
+    assert not ledger.is_revoked(certs["alice"][0], revoked)
+    assert not ledger.is_revoked(certs["bob"][0], set())
+    assert ledger.revoked_serials(str(tmp_path / "no-index.txt")) == set()
+
+
+def test_a_revoked_certificate_is_reissued_with_a_new_key(tmp_path, ca):
+    certs_dir = str(tmp_path / "certs")
+    os.mkdir(certs_dir, 0o700)
+    index_path = str(tmp_path / "index.txt")
+    spec = pki.build_spec("client", user="alice")
+    first = issuance.apply(issuance.plan(certs_dir, spec, ca, key_type="ecdsa", index_path=index_path))
+    old = first.certificate
+    ledger.revoke(index_path, serial=pki.serial_hex(old), reason="keyCompromise", now=NOW)
+    # Without the revoked set the certificate is fine; with it, it is re-issued, key and all.
+    assert not issuance.plan(certs_dir, spec, ca, key_type="ecdsa").changed
+    again = issuance.plan(certs_dir, spec, ca, key_type="ecdsa", index_path=index_path,
+                          revoked=ledger.revoked_serials(index_path))
+    assert again.reasons == ["client.alice.crt: serial %s is revoked in the CA's index" % pki.serial_hex(old)]
+    assert sorted(f[0] for f in again.files) == ["client.alice.crt", "client.alice.key"]
+    issuance.apply(again)
+    assert again.certificate.serial_number != old.serial_number
+    assert pki.public_key_bytes(again.certificate.public_key()) != pki.public_key_bytes(old.public_key())
+    statuses = dict((row["serial"], row["status"]) for row in ledger.status(index_path))
+    assert statuses == {pki.serial_hex(old): "revoked", pki.serial_hex(again.certificate): "valid"}
+    assert not issuance.plan(certs_dir, spec, ca, key_type="ecdsa", revoked=ledger.revoked_serials(index_path)).changed
