@@ -60,13 +60,17 @@ class Plan(object):
         return out
 
 
-def _current_state(certs_dir, spec, ca, key_spec, renew_before, now):
-    """``(cert_chain, key, cert_reasons, key_reasons)`` of what is on disk."""
+def read_on_disk(certs_dir, spec, key_spec, read_key=True):
+    """``(cert_chain, key, cert_reasons, key_reasons)``: the certificate and key of ``spec`` as they are on disk.
+
+    Says what is missing or unreadable, and when the key is of another type
+    than ``key_spec``. ``read_key=False``: the key lives elsewhere (a CSR's).
+    """
     cert_name = spec.filename
+    key_name = rules.key_name(cert_name)
     cert_path = os.path.join(certs_dir, cert_name)
-    key_path = os.path.join(certs_dir, rules.key_name(cert_name))
-    cert_reasons, key_reasons = [], []
-    chain, key = None, None
+    key_path = os.path.join(certs_dir, key_name)
+    chain, key, cert_reasons, key_reasons = None, None, [], []
     data = fileio.read_optional(cert_path) if os.path.exists(cert_path) else None
     if data is None:
         cert_reasons.append("%s is missing" % cert_name)
@@ -75,18 +79,25 @@ def _current_state(certs_dir, spec, ca, key_spec, renew_before, now):
             chain = pki.load_certificates(data, cert_path)
         except CrdbTlsError as exc:
             cert_reasons.append("%s is unreadable: %s" % (cert_name, exc))
-    key_data = None
-    if os.path.exists(key_path):
+    if not read_key:
+        pass
+    elif os.path.exists(key_path):
         try:
-            key_data = fileio.read_file(key_path, "key")
-            key = pki.load_private_key(key_data, key_path, trusted=True)
+            key = pki.load_private_key(fileio.read_file(key_path, "key"), key_path, trusted=True)
         except CrdbTlsError as exc:
-            key_reasons.append("%s is unreadable: %s" % (rules.key_name(cert_name), exc))
+            key_reasons.append("%s is unreadable: %s" % (key_name, exc))
     else:
-        key_reasons.append("%s is missing" % rules.key_name(cert_name))
+        key_reasons.append("%s is missing" % key_name)
     if key is not None and pki.key_spec_of(key) != key_spec:
         key_reasons.append("key type changes from %s to %s" % (pki.describe_key_spec(pki.key_spec_of(key)),
                                                                pki.describe_key_spec(key_spec)))
+    return chain, key, cert_reasons, key_reasons
+
+
+def _current_state(certs_dir, spec, ca, key_spec, renew_before, now):
+    """``(cert_chain, key, cert_reasons, key_reasons)`` of what is on disk."""
+    cert_name = spec.filename
+    chain, key, cert_reasons, key_reasons = read_on_disk(certs_dir, spec, key_spec)
     if chain:
         leaf = chain[0]
         if key is not None and not pki.keys_match(leaf, key):

@@ -225,29 +225,8 @@ def _current_state(certs_dir, spec, roots, key_spec, renew_before, who, now, pub
     """
     cert_name = spec.filename
     key_name = rules.key_name(cert_name)
-    cert_path = os.path.join(certs_dir, cert_name)
-    key_path = os.path.join(certs_dir, key_name)
-    chain, key, cert_reasons, key_reasons = None, None, [], []
-    data = fileio.read_optional(cert_path) if os.path.exists(cert_path) else None
-    if data is None:
-        cert_reasons.append("%s is missing" % cert_name)
-    else:
-        try:
-            chain = pki.load_certificates(data, cert_path)
-        except CrdbTlsError as exc:
-            cert_reasons.append("%s is unreadable: %s" % (cert_name, exc))
-    if public_key is not None:
-        pass
-    elif os.path.exists(key_path):
-        try:
-            key = pki.load_private_key(fileio.read_file(key_path, "key"), key_path, trusted=True)
-        except CrdbTlsError as exc:
-            key_reasons.append("%s is unreadable: %s" % (key_name, exc))
-    else:
-        key_reasons.append("%s is missing" % key_name)
-    if key is not None and pki.key_spec_of(key) != key_spec:
-        key_reasons.append("key type changes from %s to %s" % (pki.describe_key_spec(pki.key_spec_of(key)),
-                                                               pki.describe_key_spec(key_spec)))
+    chain, key, cert_reasons, key_reasons = issuance.read_on_disk(certs_dir, spec, key_spec,
+                                                                  read_key=public_key is None)
     if chain:
         leaf = chain[0]
         if key is not None and not pki.keys_match(leaf, key):

@@ -23,15 +23,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
+from peerlib import OPENSSL, ROOT, ansible_tool, collections_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SRC_COLLECTIONS = os.path.join(ROOT, "build", "src")
-SRC_LINK = os.path.join(SRC_COLLECTIONS, "ansible_collections", "crdb", "tls")
 MAKE_ORG_CA = os.path.join(ROOT, "tests", "fixtures", "orgca", "make-org-ca.sh")
-OPENSSL = shutil.which("openssl")
 TIMEOUT = 600
 MIN_LINE = 24
 
@@ -67,22 +63,6 @@ PLAYBOOK = """\
 """
 
 
-def _collections_path():
-    path = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if path:
-        return os.pathsep.join(os.path.abspath(os.path.join(ROOT, p)) for p in path.split(os.pathsep) if p)
-    if not os.path.exists(SRC_LINK):
-        os.makedirs(os.path.dirname(SRC_LINK), exist_ok=True)
-        os.symlink(ROOT, SRC_LINK)
-    return SRC_COLLECTIONS
-
-
-def _ansible_playbook():
-    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (make venv)")
-    return found
 
 
 @pytest.fixture
@@ -96,9 +76,9 @@ def work(tmp_path):
 def play(work, *extra, **kwargs):
     """Run the playbook; returns (rc, output)."""
     env = dict(os.environ)
-    env.update({"ANSIBLE_COLLECTIONS_PATH": _collections_path(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+    env.update({"ANSIBLE_COLLECTIONS_PATH": collections_path(), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                 "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_LOCALHOST_WARNING": "0"})
-    cmd = [_ansible_playbook()] + (["-vvv"] if kwargs.get("verbose") else []) + [
+    cmd = [ansible_tool()] + (["-vvv"] if kwargs.get("verbose") else []) + [
         "-i", str(work / "inventory.yml"), str(work / "site.yml"), "-e", "work=%s" % work] + list(extra)
     proc = subprocess.run(cmd, env=env, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=TIMEOUT, check=False)

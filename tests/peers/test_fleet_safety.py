@@ -17,17 +17,12 @@ is waited for with a timeout and killed if it overruns.
 import base64
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 
 import pytest
+from peerlib import OPENSSL, ROOT, ansible_tool, collections_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SRC_COLLECTIONS = os.path.join(ROOT, "build", "src")
-SRC_LINK = os.path.join(SRC_COLLECTIONS, "ansible_collections", "crdb", "tls")
-OPENSSL = shutil.which("openssl")
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl CLI")
 
@@ -65,28 +60,12 @@ RACE_PLAYBOOK = """\
 """
 
 
-def _collections_path():
-    path = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if path:
-        return os.pathsep.join(os.path.abspath(os.path.join(ROOT, p)) for p in path.split(os.pathsep) if p)
-    if not os.path.exists(SRC_LINK):
-        os.makedirs(os.path.dirname(SRC_LINK), exist_ok=True)
-        os.symlink(ROOT, SRC_LINK)
-    return SRC_COLLECTIONS
-
-
-def _ansible_playbook():
-    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (make venv)")
-    return found
 
 
 def _env(**extra):
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": _collections_path(),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -154,7 +133,7 @@ def test_no_key_material_in_vvv_output(tmp_path, started):
     demo_dir.mkdir(mode=0o700)
     log_path = tmp_path / "demo.out"
     with open(log_path, "wb") as log:
-        proc = _start([_ansible_playbook(), "-vvv", "-i", os.path.join(ROOT, "playbooks", "inventory", "demo.yml"),
+        proc = _start([ansible_tool(), "-vvv", "-i", os.path.join(ROOT, "playbooks", "inventory", "demo.yml"),
                        os.path.join(ROOT, "playbooks", "demo.yml")],
                       _env(CRDB_TLS_DEMO_DIR=str(demo_dir), ANSIBLE_FORKS="10"), ROOT, log)
         started.append(proc)
@@ -208,7 +187,7 @@ def test_two_runs_at_once_cannot_fork_the_ca(tmp_path, started):
     for index in range(2):
         log = open(tmp_path / ("run%d.out" % index), "wb")
         logs.append(log)
-        procs.append(_start([_ansible_playbook(), "-i", "localhost,", str(playbook), "-e", "race_pki=%s" % pki],
+        procs.append(_start([ansible_tool(), "-i", "localhost,", str(playbook), "-e", "race_pki=%s" % pki],
                             _env(), str(tmp_path), log))
         started.append(procs[-1])
     codes = [_wait(proc, RACE_TIMEOUT) for proc in procs]
@@ -272,7 +251,7 @@ def _demo_node_keys(tmp_path, demo_dir, name, started, *extra):
     """Run demo.yml with crdb_tls_key_location=node; returns its output."""
     log_path = tmp_path / (name + ".out")
     with open(log_path, "wb") as log:
-        proc = _start([_ansible_playbook()] + list(extra) +
+        proc = _start([ansible_tool()] + list(extra) +
                       ["-i", os.path.join(ROOT, "playbooks", "inventory", "demo.yml"),
                        os.path.join(ROOT, "playbooks", "demo.yml"), "-e", "crdb_tls_key_location=node"],
                       _env(CRDB_TLS_DEMO_DIR=str(demo_dir), ANSIBLE_FORKS="10"), ROOT, log)

@@ -17,19 +17,14 @@ killed in teardown; every wait is bounded.
 
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
+from peerlib import OPENSSL, ROOT, ansible_tool, collections_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLAYBOOKS = os.path.join(ROOT, "tests", "peers", "playbooks")
-SRC_COLLECTIONS = os.path.join(ROOT, "build", "src")
-SRC_LINK = os.path.join(SRC_COLLECTIONS, "ansible_collections", "crdb", "tls")
-OPENSSL = shutil.which("openssl")
 PLAYBOOK_TIMEOUT = 300
 QUERY_TIMEOUT = 20
 RESPONDER_REQUESTS = 10
@@ -37,34 +32,18 @@ RESPONDER_REQUESTS = 10
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl CLI is not installed")
 
 
-def _collections_path():
-    path = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if path:
-        return os.pathsep.join(os.path.abspath(os.path.join(ROOT, p)) for p in path.split(os.pathsep) if p)
-    if not os.path.exists(SRC_LINK):
-        os.makedirs(os.path.dirname(SRC_LINK), exist_ok=True)
-        os.symlink(ROOT, SRC_LINK)
-    return SRC_COLLECTIONS
-
-
-def _ansible_playbook():
-    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (make venv)")
-    return found
 
 
 def _playbook(name, cwd, **extra_vars):
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": _collections_path(),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
     })
-    cmd = [_ansible_playbook(), "-i", "localhost,", os.path.join(PLAYBOOKS, name)]
+    cmd = [ansible_tool(), "-i", "localhost,", os.path.join(PLAYBOOKS, name)]
     for key, value in sorted(extra_vars.items()):
         cmd += ["-e", "%s=%s" % (key, value)]
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

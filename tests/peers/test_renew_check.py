@@ -26,7 +26,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -35,11 +34,9 @@ import sys
 import time
 
 import pytest
+from peerlib import ROOT, ansible_tool, collections_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STANDIN = os.path.join(ROOT, "tests", "fixtures", "standin", "cockroach")
-SRC_COLLECTIONS = os.path.join(ROOT, "build", "src")
-SRC_LINK = os.path.join(SRC_COLLECTIONS, "ansible_collections", "crdb", "tls")
 PLAYBOOK_TIMEOUT = 600
 NODES = ("node1", "node2", "node3")
 READY_RE = re.compile(r"stand-in ready: sql=127\.0\.0\.1:(\d+) http=127\.0\.0\.1:(\d+) pid=(\d+)")
@@ -47,22 +44,6 @@ READY_RE = re.compile(r"stand-in ready: sql=127\.0\.0\.1:(\d+) http=127\.0\.0\.1
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux (/proc)")
 
 
-def _collections_path():
-    path = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if path:
-        return os.pathsep.join(os.path.abspath(os.path.join(ROOT, p)) for p in path.split(os.pathsep) if p)
-    if not os.path.exists(SRC_LINK):
-        os.makedirs(os.path.dirname(SRC_LINK), exist_ok=True)
-        os.symlink(ROOT, SRC_LINK)
-    return SRC_COLLECTIONS
-
-
-def _ansible(tool):
-    beside = os.path.join(os.path.dirname(sys.executable), tool)
-    found = beside if os.access(beside, os.X_OK) else shutil.which(tool)
-    if not found:
-        pytest.skip("%s is not installed (make venv)" % tool)
-    return found
 
 
 def fingerprint(path):
@@ -94,7 +75,7 @@ class Fleet:
         self.ports = {}
         self.env = dict(os.environ)
         self.env.update({
-            "ANSIBLE_COLLECTIONS_PATH": _collections_path(),
+            "ANSIBLE_COLLECTIONS_PATH": collections_path(),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -153,7 +134,7 @@ class Fleet:
             json.dump(inventory, handle, indent=1)
 
     def playbook(self, name, *extra, timeout=PLAYBOOK_TIMEOUT):
-        cmd = [_ansible("ansible-playbook"), "-i", os.path.join(self.base, "inventory.yml"),
+        cmd = [ansible_tool(), "-i", os.path.join(self.base, "inventory.yml"),
                os.path.join(ROOT, "playbooks", name)] + list(extra)
         proc = subprocess.run(cmd, env=self.env, cwd=self.base, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=timeout, check=False)
@@ -167,7 +148,7 @@ class Fleet:
         proc = subprocess.Popen(
             [sys.executable, STANDIN, "start", "--certs-dir", self.certs_dir(host), "--listen-addr", "127.0.0.1:0",
              "--http-addr", "127.0.0.1:0", "--log-file", log, "--process-name", self.process_names[host],
-             "--collections-path", _collections_path().split(os.pathsep)[0]],
+             "--collections-path", collections_path().split(os.pathsep)[0]],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env)
         err.close()
         self.standins[host] = proc

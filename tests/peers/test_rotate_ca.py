@@ -26,14 +26,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
+from peerlib import OPENSSL, ROOT, ansible_tool, collections_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SRC_COLLECTIONS = os.path.join(ROOT, "build", "src")
-SRC_LINK = os.path.join(SRC_COLLECTIONS, "ansible_collections", "crdb", "tls")
-OPENSSL = shutil.which("openssl")
 ROTATE = os.path.join(ROOT, "playbooks", "rotate_ca.yml")
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
 RUN_TIMEOUT = 300
@@ -68,22 +64,6 @@ all:
 """
 
 
-def _collections_path():
-    path = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if path:
-        return os.pathsep.join(os.path.abspath(os.path.join(ROOT, p)) for p in path.split(os.pathsep) if p)
-    if not os.path.exists(SRC_LINK):
-        os.makedirs(os.path.dirname(SRC_LINK), exist_ok=True)
-        os.symlink(ROOT, SRC_LINK)
-    return SRC_COLLECTIONS
-
-
-def _ansible_playbook():
-    beside = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("ansible-playbook")
-    if not found:
-        pytest.skip("ansible-playbook is not installed (make venv)")
-    return found
 
 
 class Fleet(object):
@@ -96,12 +76,12 @@ class Fleet(object):
         with open(self.inventory, "w") as handle:
             handle.write(INVENTORY % {"base": base, "user": user, "group": grp.getgrgid(os.getgid()).gr_name})
         self.env = dict(os.environ)
-        self.env.update({"ANSIBLE_COLLECTIONS_PATH": _collections_path(), "ANSIBLE_NOCOLOR": "1",
+        self.env.update({"ANSIBLE_COLLECTIONS_PATH": collections_path(), "ANSIBLE_NOCOLOR": "1",
                          "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
                          "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_FORKS": "5"})
 
     def run(self, playbook, *extra, **kwargs):
-        cmd = [_ansible_playbook(), "-i", self.inventory, playbook]
+        cmd = [ansible_tool(), "-i", self.inventory, playbook]
         for item in extra:
             cmd += ["-e", item]
         proc = subprocess.run(cmd, env=self.env, cwd=self.base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
