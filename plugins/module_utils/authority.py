@@ -276,30 +276,9 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
             files.commit(locked=True)
     signer = new_signer_chain[0]
     reasons = dir_reasons + reasons
-    return {
-        "changed": bool(len(files)) or bool(reasons),
-        "rotated": rotate,
-        "reasons": reasons,
-        "role": role,
-        "cert": p["signer"],
-        "key": p["key"],
-        "bundle": p["bundle"],
-        "index": p["index"],
-        "bundle_name": p["bundle_name"],
-        "subject": signer.subject.rfc4514_string(),
-        "serial": pki.serial_hex(signer),
-        "not_after": pki.not_after(signer).isoformat(),
-        "fingerprint_sha256": pki.fingerprint(signer),
-        "is_intermediate": not (signer.issuer == signer.subject),
-        "bundle_subjects": [c.subject.rfc4514_string() for c in bundle],
-        "bundle_fingerprints": [pki.fingerprint(c) for c in bundle],
-        "rotation": rot_after,
-        "diff": {
-            "before": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16]
-                                  for c in state["bundle"]]},
-            "after": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in bundle]},
-        },
-    }
+    result = _result(p, role, signer, state["bundle"], bundle)
+    result.update(changed=bool(len(files)) or bool(reasons), rotated=rotate, reasons=reasons, rotation=rot_after)
+    return result
 
 
 def _private_dir(pki_dir, check_mode):
@@ -386,14 +365,21 @@ def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mo
             files.commit(locked=True)
     old = [pki.fingerprint(c) for c in previous]
     signer = certs[0]
+    result = _result(p, role, signer, previous, bundle)
+    result.update(changed=bool(reasons), rotated=bool(previous) and old[:1] != [pki.fingerprint(bundle[0])],
+                  reasons=reasons, external_signer=True, key=None)
+    return result
+
+
+def _result(p, role, signer, bundle_before, bundle):
+    """What crdb.tls.ca returns about the CA of ``role`` and its trust bundle (the caller adds what changed)."""
+    def line(cert):
+        return cert.subject.rfc4514_string() + " " + pki.fingerprint(cert)[:16]
+
     return {
-        "changed": bool(reasons),
-        "rotated": bool(previous) and old[:1] != [pki.fingerprint(bundle[0])],
-        "reasons": reasons,
         "role": role,
-        "external_signer": True,
         "cert": p["signer"],
-        "key": None,
+        "key": p["key"],
         "bundle": p["bundle"],
         "index": p["index"],
         "bundle_name": p["bundle_name"],
@@ -404,10 +390,8 @@ def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mo
         "is_intermediate": not (signer.issuer == signer.subject),
         "bundle_subjects": [c.subject.rfc4514_string() for c in bundle],
         "bundle_fingerprints": [pki.fingerprint(c) for c in bundle],
-        "diff": {
-            "before": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in previous]},
-            "after": {"bundle": [c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in bundle]},
-        },
+        "diff": {"before": {"bundle": [line(c) for c in bundle_before]},
+                 "after": {"bundle": [line(c) for c in bundle]}},
     }
 
 
