@@ -127,13 +127,11 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         if ui_cert_src or pkcs8:
             raise CrdbTlsError("key_location node: %s would put a private key in the PKI dir; keys are made on "
                                "the hosts in this mode" % ("ui_cert_src" if ui_cert_src else "pkcs8"))
-        if any((signing_options or {}).values()):
-            raise CrdbTlsError("key_location node signs the hosts' CSRs with the CA key in the PKI dir; an external "
-                               "signer command or CSR hand-off is not supported with it yet")
         return issue_from_csrs(pki_dir, layout, nodes=nodes, users=users, node_users=node_users, csrs=csrs,
                                client_csrs=client_csrs, ui_generate=ui_generate, lifetime=lifetime,
                                renew_before=renew_before, organization=organization, ocsp_url=ocsp_url,
-                               passphrases=passphrases, workers=workers, check_mode=check_mode, now=now)
+                               passphrases=passphrases, workers=workers, check_mode=check_mode, now=now,
+                               signing_options=signing_options)
     if key_location != "controller":
         raise CrdbTlsError("key_location %r must be controller or node" % (key_location,))
     if csrs or client_csrs:
@@ -198,15 +196,27 @@ def _load_signer(pki_dir, role, passphrases, signing_options, now):
     return authority.load(pki_dir, role, passphrases.get(role), now)
 
 
-def _plan_external(job, backend, key_type, key_size, renew_before, bundle, index_path, check_mode, now):
-    """A job's plan when ``backend`` (command or hand-off) signs instead of a CA key."""
+def _job_host(job_key):
+    """The host a job's certificate is for (a node, or a client host of key_location node), None for a user's."""
+    owner = job_key[0]
+    if owner == USERS_DIR:
+        return None
+    return owner[1] if isinstance(owner, tuple) else owner
+
+
+def _plan_external(job, backend, key_type, key_size, renew_before, bundle, index_path, check_mode, now,
+                   csr_pem=None):
+    """A job's plan when ``backend`` (command or hand-off) signs instead of a CA key.
+
+    ``csr_pem``: the CSR a host made for a key it keeps (key_location node), signed or handed off as it is.
+    """
     key, directory, spec, _role, extra = job
-    host = None if key[0] == "_users" else key[0]
+    host = _job_host(key)
     try:
         return signing.plan(directory, spec, backend, signing.handoff_name(host, spec), who=host or key[1],
                             key_type=key_type, key_size=key_size, renew_before=renew_before,
                             pkcs8=extra.get("pkcs8", False), ca_bundle=bundle, index_path=index_path,
-                            check_mode=check_mode, now=now)
+                            check_mode=check_mode, now=now, csr_pem=csr_pem)
     except CrdbTlsError as exc:
         # Reported with every other host's problem by _check_handoff, before anything is written.
         failed = signing.ExternalPlan(directory, spec)
@@ -225,11 +235,16 @@ def _check_handoff_names(jobs, cas):
     for job_key, _directory, spec, role, _extra in jobs:
         if not isinstance(cas[role], signing.HandoffSigner):
             continue
-        name = signing.handoff_name(None if job_key[0] == "_users" else job_key[0], spec)
+        name = signing.handoff_name(_job_host(job_key), spec)
         if name in names:
             raise CrdbTlsError("%s and %s would share the hand-off name %s in the CSR dir: rename the host"
-                               % ("/".join(names[name]), "/".join(job_key), name))
+                               % (_job_label(names[name]), _job_label(job_key), name))
         names[name] = job_key
+
+
+def _job_label(job_key):
+    owner, name = job_key
+    return "/".join((owner[1] if isinstance(owner, tuple) else owner, name))
 
 
 def _check_handoff(plans, signing_options, check_mode):
@@ -383,7 +398,7 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
 # --------------------------------------------------------------------------
 
 def _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_generate, options):
-    """``[((owner, name), dir, spec, ca_role, public_key)]`` for every CSR given; everything checked first."""
+    """``[((owner, name), dir, spec, ca_role, (public_key, csr_pem))]`` for every CSR given; everything checked first."""
     jobs = []
     client_role = rules.client_ca_role(layout)
     unknown = sorted(set(csrs) - set(nodes))
@@ -434,13 +449,13 @@ def _csr_host_jobs(owner, directory, specs, host_csrs):
         data = host_csrs[name]
         data = data if isinstance(data, bytes) else str(data).encode("utf-8")
         public_key = pki.csr_public_key(data, "host %s: CSR for %s" % (what, name))
-        jobs.append(((owner, name), directory, spec, role, public_key))
+        jobs.append(((owner, name), directory, spec, role, (public_key, data)))
     return jobs
 
 
 def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, csrs=None, client_csrs=None,
                     ui_generate=False, lifetime=None, renew_before=None, organization=rules.DEFAULT_ORGANIZATION,
-                    ocsp_url=None, passphrases=None, workers=None, check_mode=False, now=None):
+                    ocsp_url=None, passphrases=None, workers=None, check_mode=False, now=None, signing_options=None):
     """Sign the public keys of the hosts' CSRs; the issued dirs get certificates only.
 
     ``csrs``: ``{node: {cert file: CSR PEM}}`` for the nodes of ``nodes``;
@@ -452,7 +467,10 @@ def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, cs
     again after a failed install is not signed twice). Hosts keep the
     certificates they did not ask for. Key files left in an issued dir by
     ``key_location=controller`` are removed. ``renew_before``: one window, or
-    the per-kind windows of :func:`renewal.windows`.
+    the per-kind windows of :func:`renewal.windows`. ``signing_options``: as
+    for :func:`issue`; a signer command or the hand-off then gets each host's
+    CSR as it is (hand-off name ``<host>.<cert>``), and what comes back is
+    vetted like any certificate of the collection.
     """
     now = now or pki.utcnow()
     if not isinstance(renew_before, dict):
@@ -465,17 +483,18 @@ def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, cs
     fileio.require_dir(pki_dir, "PKI directory")
     options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url}
     jobs = _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_generate, options)
+    signing_options = _check_signing_options(layout, signing_options)
     with fileio.dir_lock(pki_dir):
         return _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_before,
-                                       passphrases or {}, workers, check_mode, now)
+                                       passphrases or {}, workers, check_mode, now, signing_options)
 
 
 def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_before, passphrases, workers,
-                            check_mode, now):
+                            check_mode, now, signing_options):
     roles_needed = set(["ca", rules.client_ca_role(layout)]) | set(rules.layout_profiles(layout).values())
     cas, bundles, indexes = {}, {}, {}
     for role in sorted(roles_needed):
-        cas[role] = authority.load(pki_dir, role, passphrases.get(role), now)
+        cas[role] = _load_signer(pki_dir, role, passphrases, signing_options, now)
         bundles[role] = authority.bundle(pki_dir, role)
         indexes[role] = authority.paths(pki_dir, role)["index"]
     targets = dict((h, issued_dir(pki_dir, h)) for h in nodes)
@@ -487,17 +506,24 @@ def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_bef
         for directory in targets.values():
             fileio.ensure_private_dir(directory)
 
+    _check_handoff_names(jobs, cas)
+
     def run(job):
-        key, directory, spec, role, public_key = job
+        key, directory, spec, role, (public_key, csr_pem) = job
         if check_mode and not os.path.isdir(directory):
             return key, None
-        return key, issuance.plan(directory, spec, cas[role], renew_before=renewal.window_for(renew_before, spec.filename),
-                                  public_key=public_key,
+        window = renewal.window_for(renew_before, spec.filename)
+        if signing.is_backend(cas[role]):
+            return key, _plan_external((key, directory, spec, role, {}), cas[role], pki.DEFAULT_KEY_TYPE, None,
+                                       window, None,
+                                       indexes[role], check_mode, now, csr_pem=csr_pem)
+        return key, issuance.plan(directory, spec, cas[role], renew_before=window, public_key=public_key,
                                   index_path=indexes[role], now=now)
 
     pool_size = workers or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:
         plans = list(pool.map(run, jobs))
+    _check_handoff(dict(plans), signing_options, check_mode)
     outs = dict((t, {"changed": False, "reasons": [], "dir": d, "fingerprints": {}}) for t, d in targets.items())
     pending = dict((t, {}) for t in targets)
     fixes = dict((t, []) for t in targets)
@@ -510,7 +536,8 @@ def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_bef
             continue
         out["changed"] = out["changed"] or plan.changed
         out["reasons"].extend(plan.reasons)
-        out["fingerprints"][name] = pki.fingerprint(plan.certificate)
+        if plan.certificate is not None:
+            out["fingerprints"][name] = pki.fingerprint(plan.certificate)
         if plan.issued is not None:
             issued.setdefault(plan.index_path, []).append(plan.issued)
         for entry in plan.files:

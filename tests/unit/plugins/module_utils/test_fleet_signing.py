@@ -21,7 +21,7 @@ import pytest
 
 from test_signer import OrgCA
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, issuance, pki, signing
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fleet, issuance, pki, rules, signing
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("bash") is None,
@@ -255,3 +255,58 @@ def test_plan_signs_a_csr_made_elsewhere_without_touching_keys(tmp_path, org, mo
     moved = signing.plan(certs_dir, spec, backend, "n1.node", who="n1", csr_pem=pki.make_csr(spec, other),
                          check_mode=True)
     assert "node.crt does not carry the requested public key" in moved.reasons
+
+
+def host_csrs(tmp_path, layout="split_node"):
+    """Keys kept "on the hosts" (here: a dir per host) and the CSRs the node role would send."""
+    keys, csrs = {}, {}
+    for host, info in NODES.items():
+        for profile in sorted(rules.layout_profiles(layout)):
+            spec = pki.build_spec(profile, hosts=info["sans"] if rules.PROFILES[profile]["sans"] else None)
+            key = pki.generate_key("ecdsa")
+            keys[(host, spec.filename)] = key
+            csrs.setdefault(host, {})[spec.filename] = pki.make_csr(spec, key)
+    return keys, csrs
+
+
+def test_keys_made_on_the_nodes_signed_by_the_command(tmp_path, org):
+    pki_dir = trust_pki(tmp_path, org)
+    keys, csrs = host_csrs(tmp_path)
+    opts = {"ca": signing.options(org.command())}
+    first = issue(pki_dir, key_location="node", csrs=csrs, users=[], node_users=[], signing_options=opts)
+    assert first["changed"] and first["issued_count"] == 4
+    for (host, name), key in keys.items():
+        chain = load(os.path.join(fleet.issued_dir(pki_dir, host), name))
+        assert chain[0].issuer == org.inter.subject
+        assert pki.keys_match(chain[0], key), "%s/%s does not carry the host's key" % (host, name)
+    for host in NODES:
+        names = sorted(os.listdir(fleet.issued_dir(pki_dir, host)))
+        assert not [n for n in names if n.endswith(".key")], names   # keys never come to the controller
+    assert not os.path.exists(os.path.join(pki_dir, "handoff-keys"))
+    with open(os.path.join(org.dir, "index.txt")) as handle:
+        signed = len(handle.readlines())
+    # The same CSRs again (a rerun before the hosts installed): nothing is requested twice.
+    second = issue(pki_dir, key_location="node", csrs=csrs, users=[], node_users=[], signing_options=opts)
+    assert not second["changed"] and second["issued_count"] == 0
+    with open(os.path.join(org.dir, "index.txt")) as handle:
+        assert len(handle.readlines()) == signed
+
+
+def test_keys_made_on_the_nodes_through_the_handoff(tmp_path, org):
+    pki_dir = trust_pki(tmp_path, org)
+    keys, csrs = host_csrs(tmp_path)
+    csr_dir = str(tmp_path / "csr")
+    opts = {"ca": signing.options(csr_dir=csr_dir)}
+    with pytest.raises(CrdbTlsError) as err:
+        issue(pki_dir, key_location="node", csrs=csrs, users=[], node_users=[], signing_options=opts)
+    assert str(err.value).startswith("4 certificate request(s) await signing")
+    # The hosts' own CSRs are handed off as they are; no key is made or kept on the controller.
+    with open(os.path.join(csr_dir, "n1.node.csr"), "rb") as handle:
+        assert handle.read() == csrs["n1"]["node.crt"]
+    handoff_keys = os.path.join(pki_dir, "handoff-keys")
+    assert not os.path.isdir(handoff_keys) or not os.listdir(handoff_keys)
+    sign_pending(org, csr_dir)
+    done = issue(pki_dir, key_location="node", csrs=csrs, users=[], node_users=[], signing_options=opts)
+    assert done["changed"] and done["issued_count"] == 4
+    for (host, name), key in keys.items():
+        assert pki.keys_match(load(os.path.join(fleet.issued_dir(pki_dir, host), name))[0], key)
