@@ -173,10 +173,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     if rotation == "start":
         keep_previous = True   # phase 1 is precisely the bundle of the new and the old root
     now = now or pki.utcnow()
-    if not os.path.isdir(pki_dir):
-        if os.path.exists(pki_dir):
-            raise CrdbTlsError("PKI directory %s exists but is not a directory" % pki_dir)
-        fileio.require_dir(os.path.dirname(os.path.abspath(pki_dir)), "parent directory of the PKI directory")
+    _check_pki_dir_path(pki_dir)
     p = paths(pki_dir, role)
     renew_before = pki.parse_duration(renew_before, "renew_before")
     if common_name is None:
@@ -281,6 +278,11 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     return result
 
 
+def _check_pki_dir_path(pki_dir):
+    """A missing PKI dir must be makeable (no file in its place or in place of a parent)."""
+    fileio.check_makeable_dir(pki_dir, "PKI directory")
+
+
 def _private_dir(pki_dir, check_mode):
     """Create the PKI dir (0700) or tighten an open one; the reasons when anything changes."""
     if not os.path.isdir(pki_dir):
@@ -317,7 +319,7 @@ def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mo
     :func:`ensure`.
     """
     now = now or pki.utcnow()
-    fileio.require_dir(pki_dir, "PKI directory")
+    _check_pki_dir_path(pki_dir)
     p = paths(pki_dir, role)
     if not cert_src:
         raise CrdbTlsError("CA %s signed by an external signer needs cert_src: the organisation's CA "
@@ -340,7 +342,8 @@ def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mo
         broken = pki.verify_chain(certs[0], [c for c in certs[1:] if c not in roots], roots, now)
         if broken:
             raise CrdbTlsError("%s: the CA chain does not verify: %s" % (cert_src, broken))
-    with fileio.dir_lock(pki_dir):
+    dir_reasons = _private_dir(pki_dir, check_mode)
+    with fileio.dir_lock(pki_dir) if os.path.isdir(pki_dir) else contextlib.nullcontext():
         previous = []
         if os.path.exists(p["bundle"]):
             try:
@@ -365,6 +368,7 @@ def ensure_trust(pki_dir, role="ca", cert_src=None, keep_previous=True, check_mo
             files.commit(locked=True)
     old = [pki.fingerprint(c) for c in previous]
     signer = certs[0]
+    reasons = dir_reasons + reasons
     result = _result(p, role, signer, previous, bundle)
     result.update(changed=bool(reasons), rotated=bool(previous) and old[:1] != [pki.fingerprint(bundle[0])],
                   reasons=reasons, external_signer=True, key=None)

@@ -95,14 +95,31 @@ def require_dir(path, what="directory"):
     return path
 
 
+def check_makeable_dir(path, what="directory"):
+    """Refuse, naming it, a ``path`` that cannot become a directory (it, or an ancestor, is something else)."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if not os.path.isdir(current):
+        if current == os.path.abspath(path):
+            raise CrdbTlsError("%s %s exists but is not a directory" % (what, path))
+        raise CrdbTlsError("%s %s cannot be made: %s is not a directory" % (what, path, current))
+
+
 def ensure_private_dir(path, what="directory"):
-    """Make ``path`` with mode 0700 when it is missing (its parent must exist); True when it was made."""
+    """Make ``path`` with mode 0700 (missing parents as ``mkdir -p`` would) when it is missing; True when made."""
     if os.path.isdir(path):
         return False
-    if os.path.exists(path):
-        raise CrdbTlsError("%s %s exists but is not a directory" % (what, path))
-    require_dir(os.path.dirname(os.path.abspath(path)), "parent directory of the %s" % what)
-    os.mkdir(path, 0o700)
+    check_makeable_dir(path, what)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(path, 0o700)
+    except OSError as exc:
+        raise CrdbTlsError("cannot make %s %s: %s" % (what, path, exc.strerror))
     os.chmod(path, 0o700)   # whatever the umask left
     return True
 

@@ -46,8 +46,8 @@ attributes:
 options:
   path:
     description:
-      - The PKI directory that holds the CA. When missing it is created with mode 0700 (its parent must
-        exist); an existing one open to group or others is tightened to 0700.
+      - The PKI directory that holds the CA. When missing it is created with mode 0700 (missing parents as
+        with C(mkdir -p)); an existing one open to group or others is tightened to 0700.
     type: path
     required: true
   role:

@@ -273,14 +273,14 @@ def test_client_ca_role_file_names(pki_dir):
 
 
 def test_missing_pki_dir_is_made_private_after_the_inputs_are_checked(tmp_path):
-    pki_dir = str(tmp_path / "pki")
+    pki_dir = str(tmp_path / "new" / "pki")   # its parent is made too, as mkdir -p would
     with pytest.raises(CrdbTlsError, match=r"^key_size 1024"):
         authority.ensure(pki_dir, key_type="rsa", key_size=1024)
-    assert not os.path.exists(pki_dir)   # a bad input writes nothing, not even the directory
+    assert not os.path.exists(str(tmp_path / "new"))   # a bad input writes nothing, not even the directory
     checked = authority.ensure(pki_dir, check_mode=True, **EC)
     assert checked["changed"] and checked["rotated"]
     assert checked["reasons"][0] == "PKI directory %s created (mode 0700)" % pki_dir
-    assert not os.path.exists(pki_dir)   # check mode makes nothing
+    assert not os.path.exists(str(tmp_path / "new"))   # check mode makes nothing
     made = authority.ensure(pki_dir, **EC)
     assert made["reasons"][0] == "PKI directory %s created (mode 0700)" % pki_dir
     assert stat.S_IMODE(os.stat(pki_dir).st_mode) == 0o700
@@ -300,15 +300,14 @@ def test_open_pki_dir_is_tightened(tmp_path):
 
 
 def test_errors_name_the_path(tmp_path, pki_dir):
-    missing = str(tmp_path / "nope")
-    with pytest.raises(CrdbTlsError, match=r"^parent directory of the PKI directory %s does not exist"
-                       % re.escape(missing)):
-        authority.ensure(os.path.join(missing, "pki"), **EC)
-    assert not os.path.exists(missing)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     with pytest.raises(CrdbTlsError, match=r"^PKI directory %s exists but is not a directory" % re.escape(str(a_file))):
         authority.ensure(str(a_file), **EC)
+    below_a_file = os.path.join(str(a_file), "sub", "pki")
+    with pytest.raises(CrdbTlsError, match=r"^PKI directory %s cannot be made: %s is not a directory"
+                       % (re.escape(below_a_file), re.escape(str(a_file)))):
+        authority.ensure(below_a_file, **EC)
     with pytest.raises(CrdbTlsError, match=r"^CA ca: %s does not exist; create the CA first"
                        % re.escape(os.path.join(pki_dir, "ca.signer.pem"))):
         authority.load(pki_dir, "ca")
