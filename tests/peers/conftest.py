@@ -21,8 +21,6 @@ PLAYBOOK = os.path.join(ROOT, "tests", "peers", "playbooks", "issue_layouts.yml"
 PLAYBOOK_TIMEOUT = 300
 
 
-
-
 @pytest.fixture(scope="session")
 def peer_certs(tmp_path_factory):
     """Root of the certificates issued by issue_layouts.yml (see its header for the tree)."""

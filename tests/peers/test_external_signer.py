@@ -63,8 +63,6 @@ PLAYBOOK = """\
 """
 
 
-
-
 @pytest.fixture
 def work(tmp_path):
     subprocess.run(["bash", MAKE_ORG_CA, str(tmp_path / "org")], check=True, capture_output=True, timeout=120)

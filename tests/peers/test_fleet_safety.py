@@ -60,8 +60,6 @@ RACE_PLAYBOOK = """\
 """
 
 
-
-
 def _env(**extra):
     env = dict(os.environ)
     env.update({

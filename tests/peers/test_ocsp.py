@@ -32,8 +32,6 @@ RESPONDER_REQUESTS = 10
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl CLI is not installed")
 
 
-
-
 def _playbook(name, cwd, **extra_vars):
     env = dict(os.environ)
     env.update({

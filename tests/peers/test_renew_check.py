@@ -44,8 +44,6 @@ READY_RE = re.compile(r"stand-in ready: sql=127\.0\.0\.1:(\d+) http=127\.0\.0\.1
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux (/proc)")
 
 
-
-
 def fingerprint(path):
     with open(path) as handle:
         return hashlib.sha256(ssl.PEM_cert_to_DER_cert(handle.read())).hexdigest()

@@ -64,8 +64,6 @@ all:
 """
 
 
-
-
 class Fleet(object):
     def __init__(self, base):
         import grp
