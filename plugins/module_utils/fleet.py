@@ -164,6 +164,17 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         return result
 
 
+def _commit_set(directory, entries, fixes):
+    """Write one issued dir's new files as one journaled set, then fix modes and owners in place."""
+    if entries:
+        files = fileio.FileSet(directory)
+        for entry in entries.values():
+            files.add(*entry)
+        files.commit()
+    for name, mode, owner, group in fixes:
+        fileio.set_attributes(os.path.join(directory, name), mode, owner, group)
+
+
 def _record_install_checks(pki_dir, layout, nodes, users, ui_sans):
     """Run crdb.tls.install's controller check on each set the roles will install, with their parameters.
 
@@ -369,14 +380,7 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
                 hosts[host]["reasons"].append("%s updated" % name)
 
     def commit(host):
-        directory = issued_dir(pki_dir, host)
-        if pending[host]:
-            files = fileio.FileSet(directory)
-            for entry in pending[host].values():
-                files.add(*entry)
-            files.commit()
-        for name, mode, owner, group in host_fixes[host]:
-            fileio.set_attributes(os.path.join(directory, name), mode, owner, group)
+        _commit_set(issued_dir(pki_dir, host), pending[host], host_fixes[host])
 
     try:
         todo = [h for h in sorted(nodes) if pending[h] or host_fixes[h]] if not check_mode else []
@@ -562,14 +566,7 @@ def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_bef
                 os.unlink(os.path.join(directory, name))
 
     def commit(target):
-        directory = targets[target]
-        if pending[target]:
-            files = fileio.FileSet(directory)
-            for entry in pending[target].values():
-                files.add(*entry)
-            files.commit()
-        for name, mode, owner, group in fixes[target]:
-            fileio.set_attributes(os.path.join(directory, name), mode, owner, group)
+        _commit_set(targets[target], pending[target], fixes[target])
 
     try:
         todo = [t for t in targets if pending[t] or fixes[t]] if not check_mode else []
