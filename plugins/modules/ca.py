@@ -13,7 +13,7 @@ module: ca
 short_description: Generate, import and rotate the CA of a CockroachDB cluster
 version_added: 0.1.0
 description:
-  - Keeps a CockroachDB CA in a PKI directory, normally on the Ansible controller.
+  - Keeps a CockroachDB CA in a PKI directory on the Ansible controller.
   - Without O(cert_src), generates a CA as C(cockroach cert create-ca) does (RSA 2048, CN=Cockroach CA,
     O=Cockroach, CA:TRUE with path length 1, 87840h) the first time, and leaves it alone afterwards.
   - With O(cert_src) and O(key_src), vets an organisational CA (root or intermediate) and imports it.
@@ -28,14 +28,23 @@ description:
     while certificates are re-issued.
   - All changes happen under an exclusive lock on O(path), so two runs at once cannot fork the CA.
   - The CA key never leaves O(path); nothing this module returns contains key material.
+  - Runs on the controller, inside the task's worker (its action plugin), never on a target host. A task
+    that reaches its host over any connection but C(local) is refused, so use C(delegate_to=localhost).
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - cryptography >= 41.0 on the host the module runs on (normally the controller)
+  - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - crdb.tls.keys
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:
@@ -282,56 +291,57 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.crdb.tls.plugins.module_utils import authority, module_support
 
 
+ARGUMENT_SPEC = dict(
+    module_support.key_argument_spec(),
+    path=dict(type="path", required=True),
+    role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
+    cert_src=dict(type="path"),
+    key_src=dict(type="path"),
+    src_passphrase=dict(type="str", no_log=True),
+    passphrase=dict(type="str", no_log=True),
+    common_name=dict(type="str"),
+    organization=dict(type="str", default="Cockroach"),
+    lifetime=dict(type="str", default="87840h"),
+    renew_before=dict(type="str"),
+    force=dict(type="bool", default=False),
+    keep_previous=dict(type="bool", default=True),
+    external_signer=dict(type="bool", default=False),
+    rotation=dict(type="str", choices=["start", "trusted", "reissued", "finish"]),
+)
+SPEC_OPTIONS = {}
+
+
+def run(module):
+    p = module.params
+    if p["external_signer"]:
+        if p["rotation"]:
+            module.fail_json(msg="rotation=%s applies to a CA whose key is here; with external_signer=true give "
+                                 "the new CA's certificates as cert_src (the bundle keeps the old root after "
+                                 "them while keep_previous=true)" % p["rotation"])
+        if p["key_src"]:
+            module.fail_json(msg="external_signer=true keeps no CA key: drop key_src (%s); the signer "
+                                 "command or the CSR hand-off signs" % p["key_src"])
+        result = authority.ensure_trust(p["path"], role=p["role"], cert_src=p["cert_src"],
+                                        keep_previous=p["keep_previous"], check_mode=module.check_mode)
+    elif bool(p["cert_src"]) != bool(p["key_src"]):
+        module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
+                             "external_signer=true")
+    else:
+        result = authority.ensure(
+            p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
+            key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
+            organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
+            key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
+            keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    return result
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            module_support.key_argument_spec(),
-            path=dict(type="path", required=True),
-            role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
-            cert_src=dict(type="path"),
-            key_src=dict(type="path"),
-            src_passphrase=dict(type="str", no_log=True),
-            passphrase=dict(type="str", no_log=True),
-            common_name=dict(type="str"),
-            organization=dict(type="str", default="Cockroach"),
-            lifetime=dict(type="str", default="87840h"),
-            renew_before=dict(type="str"),
-            force=dict(type="bool", default=False),
-            keep_previous=dict(type="bool", default=True),
-            external_signer=dict(type="bool", default=False),
-            rotation=dict(type="str", choices=["start", "trusted", "reissued", "finish"]),
-        ),
-        supports_check_mode=True,
-    )
-
-    def ensure(module):
-        p = module.params
-        if p["external_signer"]:
-            if p["rotation"]:
-                module.fail_json(msg="rotation=%s applies to a CA whose key is here; with external_signer=true give "
-                                     "the new CA's certificates as cert_src (the bundle keeps the old root after "
-                                     "them while keep_previous=true)" % p["rotation"])
-            if p["key_src"]:
-                module.fail_json(msg="external_signer=true keeps no CA key: drop key_src (%s); the signer "
-                                     "command or the CSR hand-off signs" % p["key_src"])
-            result = authority.ensure_trust(p["path"], role=p["role"], cert_src=p["cert_src"],
-                                            keep_previous=p["keep_previous"], check_mode=module.check_mode)
-        elif bool(p["cert_src"]) != bool(p["key_src"]):
-            module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
-                                 "external_signer=true")
-        else:
-            result = authority.ensure(
-                p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
-                key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
-                organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
-                key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
-                keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
-        diff = result.pop("diff")
-        if module._diff:
-            result["diff"] = diff
-        return result
-
-    module_support.run(module, ensure)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_OPTIONS)
+    module_support.run(module, run)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,24 @@ description:
     parallel across cores. New certificates are recorded in their CA's C(index.txt) in one locked update.
   - A DB Console certificate from a public CA (O(ui_cert_src), O(ui_key_src)) is vetted first (key matches,
     not expired, serverAuth, and its SANs cover O(ui_sans)).
-  - Meant to run once per play on the controller (C(run_once), C(delegate_to=localhost)). The CA keys never
-    leave O(pki_dir); no key material is returned.
+  - Meant to run once per play (C(run_once)). It runs on the controller, inside the task's worker (its action
+    plugin), never on a target host. A task that reaches its host over any connection but C(local) is
+    refused, so use C(delegate_to=localhost). The CA keys never leave O(pki_dir); no key material is returned.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - crdb.tls.keys
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:
@@ -260,63 +268,65 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support, signing
 
 
+ARGUMENT_SPEC = dict(
+    module_support.key_argument_spec(),
+    pki_dir=dict(type="path", required=True),
+    layout=dict(type="str", choices=["standard", "split_node", "split_ca"], default="standard"),
+    nodes=dict(type="dict", default={}),
+    users=dict(type="list", elements="str", default=["root"]),
+    node_users=dict(type="list", elements="str"),
+    ui_generate=dict(type="bool", default=False),
+    ui_cert_src=dict(type="path"),
+    ui_key_src=dict(type="path"),
+    ui_sans=dict(type="list", elements="str", default=[]),
+    lifetime=dict(type="str", default="43920h"),
+    renew_before=dict(type="str"),
+    renew_before_by_kind=dict(type="dict"),
+    organization=dict(type="str", default="Cockroach"),
+    ocsp_url=dict(type="str"),
+    client_ca_ocsp_url=dict(type="str"),
+    pkcs8=dict(type="bool", default=False),
+    ca_passphrase=dict(type="str", no_log=True),
+    client_ca_passphrase=dict(type="str", no_log=True),
+    signer_command=dict(type="list", elements="str"),
+    client_signer_command=dict(type="list", elements="str"),
+    signer_env=dict(type="dict", default={}, no_log=True),
+    signer_timeout=dict(type="int", default=60),
+    csr_dir=dict(type="path"),
+    client_csr_dir=dict(type="path"),
+    key_location=dict(type="str", choices=["controller", "node"], default="controller"),
+    csrs=dict(type="dict", default={}),
+    client_csrs=dict(type="dict", default={}),
+)
+SPEC_OPTIONS = dict(
+    required_together=[["ui_cert_src", "ui_key_src"]],
+    mutually_exclusive=[["ui_generate", "ui_cert_src"], ["signer_command", "csr_dir"],
+                        ["client_signer_command", "client_csr_dir"]],
+)
+
+
+def run(module):
+    p = module.params
+    return fleet.issue(
+        p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
+        ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
+        ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
+        renew_before=p["renew_before"], renew_before_by_kind=p["renew_before_by_kind"],
+        organization=p["organization"], ocsp_url=p["ocsp_url"],
+        pkcs8=p["pkcs8"],
+        passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
+        check_mode=module.check_mode,
+        signing_options={
+            "ca": signing.options(p["signer_command"], p["csr_dir"], p["signer_env"], p["signer_timeout"]),
+            "client_ca": signing.options(p["client_signer_command"], p["client_csr_dir"], p["signer_env"],
+                                         p["signer_timeout"]),
+        },
+        key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"],
+        client_ca_ocsp_url=p["client_ca_ocsp_url"])
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            module_support.key_argument_spec(),
-            pki_dir=dict(type="path", required=True),
-            layout=dict(type="str", choices=["standard", "split_node", "split_ca"], default="standard"),
-            nodes=dict(type="dict", default={}),
-            users=dict(type="list", elements="str", default=["root"]),
-            node_users=dict(type="list", elements="str"),
-            ui_generate=dict(type="bool", default=False),
-            ui_cert_src=dict(type="path"),
-            ui_key_src=dict(type="path"),
-            ui_sans=dict(type="list", elements="str", default=[]),
-            lifetime=dict(type="str", default="43920h"),
-            renew_before=dict(type="str"),
-            renew_before_by_kind=dict(type="dict"),
-            organization=dict(type="str", default="Cockroach"),
-            ocsp_url=dict(type="str"),
-            client_ca_ocsp_url=dict(type="str"),
-            pkcs8=dict(type="bool", default=False),
-            ca_passphrase=dict(type="str", no_log=True),
-            client_ca_passphrase=dict(type="str", no_log=True),
-            signer_command=dict(type="list", elements="str"),
-            client_signer_command=dict(type="list", elements="str"),
-            signer_env=dict(type="dict", default={}, no_log=True),
-            signer_timeout=dict(type="int", default=60),
-            csr_dir=dict(type="path"),
-            client_csr_dir=dict(type="path"),
-            key_location=dict(type="str", choices=["controller", "node"], default="controller"),
-            csrs=dict(type="dict", default={}),
-            client_csrs=dict(type="dict", default={}),
-        ),
-        required_together=[["ui_cert_src", "ui_key_src"]],
-        mutually_exclusive=[["ui_generate", "ui_cert_src"], ["signer_command", "csr_dir"],
-                            ["client_signer_command", "client_csr_dir"]],
-        supports_check_mode=True,
-    )
-
-    def run(module):
-        p = module.params
-        return fleet.issue(
-            p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
-            ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
-            ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
-            renew_before=p["renew_before"], renew_before_by_kind=p["renew_before_by_kind"],
-            organization=p["organization"], ocsp_url=p["ocsp_url"],
-            pkcs8=p["pkcs8"],
-            passphrases={"ca": p["ca_passphrase"], "client_ca": p["client_ca_passphrase"]},
-            check_mode=module.check_mode,
-            signing_options={
-                "ca": signing.options(p["signer_command"], p["csr_dir"], p["signer_env"], p["signer_timeout"]),
-                "client_ca": signing.options(p["client_signer_command"], p["client_csr_dir"], p["signer_env"],
-                                             p["signer_timeout"]),
-            },
-            key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"],
-            client_ca_ocsp_url=p["client_ca_ocsp_url"])
-
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_OPTIONS)
     module_support.run(module, run)
 
 

@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a controller-only crdb.tls module inside its action plugin.
+
+``crdb.tls.ca`` and ``crdb.tls.issue_fleet`` hold the CA keys, which never
+leave the controller. Shipping them as modules to ``localhost`` costs, for
+every call, building the AnsiballZ payload, starting a Python and importing
+cryptography again; run once per play that is most of a fleet run's fixed
+cost. Their action plugins run the module's own ``run`` function here, in the
+task's worker process, with the module's own argument spec, so validation,
+defaults, ``no_log`` masking, check mode and diff mode behave as they would in
+``AnsibleModule``. A task that targets a host over any connection but
+``local`` is refused: the module would otherwise act on the controller
+while the play author meant that host.
+
+A module run here provides, at module level:
+
+``ARGUMENT_SPEC``
+    the ``argument_spec`` dict;
+``SPEC_OPTIONS``
+    the other ``AnsibleModule`` keywords among ``mutually_exclusive``,
+    ``required_together``, ``required_one_of``, ``required_if`` and
+    ``required_by``;
+``run(module)``
+    the function its ``main()`` hands to ``module_support.run``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.errors import UnsupportedError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.crdb.tls.plugins.module_utils import module_support
+
+LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
+
+
+class _Done(Exception):
+    """``exit_json`` or ``fail_json`` was called: carries the result."""
+
+    def __init__(self, result):
+        super(_Done, self).__init__("module finished")
+        self.result = result
+
+
+class ControllerModule:
+    """The part of ``AnsibleModule`` the crdb.tls module functions use."""
+
+    def __init__(self, params, check_mode, diff):
+        self.params = params
+        self.check_mode = check_mode
+        self._diff = diff
+        self.warnings = []
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.update(failed=True, msg=msg)
+        raise _Done(kwargs)
+
+    def exit_json(self, **kwargs):
+        raise _Done(kwargs)
+
+
+def run_in_process(module_code, name, args, check_mode=False, diff=False):
+    """Validate ``args`` against ``module_code``'s spec and run it; returns the result, secrets masked."""
+    validator = ArgumentSpecValidator(module_code.ARGUMENT_SPEC, **module_code.SPEC_OPTIONS)
+    checked = validator.validate(args)
+    no_log_values = checked._no_log_values
+    module = ControllerModule(checked.validated_parameters, check_mode, diff)
+    if checked.error_messages:
+        error = checked.errors[0]
+        msg = checked.errors.msg
+        if isinstance(error, UnsupportedError):
+            msg = "Unsupported parameters for (%s) module: %s" % (name, msg)
+        result = dict(failed=True, msg=msg)
+    else:
+        for warning in checked._warnings:
+            module.warn("Both option %s and its alias %s are set." % (warning["option"], warning["alias"]))
+        try:
+            module_support.run(module, module_code.run)
+            raise AnsibleActionFail("%s returned without exit_json or fail_json" % name)
+        except _Done as done:
+            result = done.result
+    result.setdefault("changed", False)
+    if module.warnings:
+        result["warnings"] = module.warnings
+    result["invocation"] = {"module_args": checked.validated_parameters}
+    return remove_values(result, no_log_values)
+
+
+class ControllerModuleAction(ActionBase):
+    """Action plugin base: ``MODULE`` is the module's Python module, ``NAME`` its FQCN."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+    MODULE = None
+    NAME = None
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ControllerModuleAction, self).run(tmp, task_vars)
+        del tmp
+        transport = getattr(self._connection, "transport", None)
+        if transport not in LOCAL_TRANSPORTS:
+            raise AnsibleActionFail(
+                "%s runs on the controller only (the CA keys never leave it), but this task targets %s over "
+                "the %s connection: add delegate_to: localhost (and run_once: true for a fleet)"
+                % (self.NAME, self._task.delegate_to or (task_vars or {}).get("inventory_hostname"), transport))
+        result.update(run_in_process(self.MODULE, self.NAME, self._task.args,
+                                     check_mode=self._task.check_mode, diff=self._task.diff))
+        return result
