@@ -27,16 +27,24 @@ description:
   - The key and certificate are written as one set (temporary files created owner-only in the same
     directory, fsynced, renamed, with a journal so an interrupted run is completed by the next one).
   - Every issued certificate is recorded in the CA's C(index.txt) (serial, expiry, subject).
-  - Runs where the CA is, normally on the controller (C(delegate_to=localhost)). No key material is
-    ever returned or logged.
+  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
+    target host. A task that reaches its host over any connection but C(local) is refused, so use
+    C(delegate_to=localhost). No key material is ever returned or logged.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - cryptography >= 41.0 on the host the module runs on
+  - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - crdb.tls.keys
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Reports what would change and why; nothing is generated on disk.
@@ -255,50 +263,52 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.crdb.tls.plugins.module_utils import issuance, module_support, pki
 
 
+ARGUMENT_SPEC = dict(
+    module_support.key_argument_spec(),
+    certs_dir=dict(type="path", required=True),
+    profile=dict(type="str", required=True, choices=["node", "node_server", "node_client", "client", "ui"]),
+    user=dict(type="str"),
+    hosts=dict(type="list", elements="str", default=[]),
+    common_name=dict(type="str"),
+    organization=dict(type="str", default="Cockroach"),
+    lifetime=dict(type="str", default="43920h"),
+    renew_before=dict(type="str"),
+    reuse_key=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
+    pkcs8=dict(type="bool", default=False),
+    ca_path=dict(type="path", required=True),
+    ca_role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
+    ca_passphrase=dict(type="str", no_log=True),
+    install_ca_bundle=dict(type="bool", default=True),
+    ocsp_url=dict(type="str"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    key_owner=dict(type="str", no_log=False),
+    key_group=dict(type="str", no_log=False),
+    record=dict(type="bool", default=True),
+)
+SPEC_OPTIONS = dict(
+    required_if=[("profile", "client", ["user"])],
+)
+
+
+def run(module):
+    p = module.params
+    spec = pki.build_spec(p["profile"], user=p["user"], hosts=p["hosts"], common_name=p["common_name"],
+                          organization=p["organization"], lifetime=p["lifetime"], ocsp_url=p["ocsp_url"])
+    result, diff = issuance.ensure_from_pki(
+        p["certs_dir"], spec, p["ca_path"], p["ca_role"], p["ca_passphrase"], p["install_ca_bundle"],
+        p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
+        renew_before=p["renew_before"], force=p["force"], reuse_key=p["reuse_key"], owner=p["owner"],
+        group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"], pkcs8=p["pkcs8"])
+    if module._diff:
+        result["diff"] = diff
+    return result
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            module_support.key_argument_spec(),
-            certs_dir=dict(type="path", required=True),
-            profile=dict(type="str", required=True, choices=["node", "node_server", "node_client", "client", "ui"]),
-            user=dict(type="str"),
-            hosts=dict(type="list", elements="str", default=[]),
-            common_name=dict(type="str"),
-            organization=dict(type="str", default="Cockroach"),
-            lifetime=dict(type="str", default="43920h"),
-            renew_before=dict(type="str"),
-            reuse_key=dict(type="bool", default=False),
-            force=dict(type="bool", default=False),
-            pkcs8=dict(type="bool", default=False),
-            ca_path=dict(type="path", required=True),
-            ca_role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
-            ca_passphrase=dict(type="str", no_log=True),
-            install_ca_bundle=dict(type="bool", default=True),
-            ocsp_url=dict(type="str"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            key_owner=dict(type="str", no_log=False),
-            key_group=dict(type="str", no_log=False),
-            record=dict(type="bool", default=True),
-        ),
-        required_if=[("profile", "client", ["user"])],
-        supports_check_mode=True,
-    )
-
-    def ensure(module):
-        p = module.params
-        spec = pki.build_spec(p["profile"], user=p["user"], hosts=p["hosts"], common_name=p["common_name"],
-                              organization=p["organization"], lifetime=p["lifetime"], ocsp_url=p["ocsp_url"])
-        result, diff = issuance.ensure_from_pki(
-            p["certs_dir"], spec, p["ca_path"], p["ca_role"], p["ca_passphrase"], p["install_ca_bundle"],
-            p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
-            renew_before=p["renew_before"], force=p["force"], reuse_key=p["reuse_key"], owner=p["owner"],
-            group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"], pkcs8=p["pkcs8"])
-        if module._diff:
-            result["diff"] = diff
-        return result
-
-    module_support.run(module, ensure)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_OPTIONS)
+    module_support.run(module, run)
 
 
 if __name__ == "__main__":

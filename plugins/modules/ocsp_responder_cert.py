@@ -23,16 +23,24 @@ description:
     O(renew_before), or O(force=true)).
   - C(ocsp.crt) is not a file CockroachDB reads; keep it out of node certs dirs. A responder serving
     both CAs of a split-CA cluster needs one O(certs_dir) per CA role.
-  - Runs where the CA is, normally on the controller (C(delegate_to=localhost)). No key material is
-    ever returned or logged.
+  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
+    target host. A task that reaches its host over any connection but C(local) is refused, so use
+    C(delegate_to=localhost). No key material is ever returned or logged.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - cryptography >= 41.0 on the host the module runs on
+  - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - crdb.tls.keys
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Reports what would change and why; nothing is written.
@@ -183,41 +191,42 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.crdb.tls.plugins.module_utils import issuance, module_support, pki, rules
 
 
+ARGUMENT_SPEC = dict(
+    module_support.key_argument_spec(),
+    certs_dir=dict(type="path", required=True),
+    common_name=dict(type="str", default=rules.DEFAULT_OCSP_COMMON_NAME),
+    organization=dict(type="str", default=rules.DEFAULT_ORGANIZATION),
+    lifetime=dict(type="str", default="8784h"),
+    renew_before=dict(type="str"),
+    force=dict(type="bool", default=False),
+    ca_path=dict(type="path", required=True),
+    ca_role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
+    ca_passphrase=dict(type="str", no_log=True),
+    install_ca_bundle=dict(type="bool", default=True),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    record=dict(type="bool", default=True),
+)
+SPEC_OPTIONS = {}
+
+
+def run(module):
+    p = module.params
+    spec = pki.build_spec("ocsp", common_name=p["common_name"], organization=p["organization"],
+                          lifetime=p["lifetime"])
+    result, diff = issuance.ensure_from_pki(
+        p["certs_dir"], spec, p["ca_path"], p["ca_role"], p["ca_passphrase"], p["install_ca_bundle"],
+        p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
+        renew_before=p["renew_before"], force=p["force"], owner=p["owner"], group=p["group"])
+    result.pop("sans", None)
+    if module._diff:
+        result["diff"] = diff
+    return result
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            module_support.key_argument_spec(),
-            certs_dir=dict(type="path", required=True),
-            common_name=dict(type="str", default=rules.DEFAULT_OCSP_COMMON_NAME),
-            organization=dict(type="str", default=rules.DEFAULT_ORGANIZATION),
-            lifetime=dict(type="str", default="8784h"),
-            renew_before=dict(type="str"),
-            force=dict(type="bool", default=False),
-            ca_path=dict(type="path", required=True),
-            ca_role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
-            ca_passphrase=dict(type="str", no_log=True),
-            install_ca_bundle=dict(type="bool", default=True),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            record=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
-
-    def ensure(module):
-        p = module.params
-        spec = pki.build_spec("ocsp", common_name=p["common_name"], organization=p["organization"],
-                              lifetime=p["lifetime"])
-        result, diff = issuance.ensure_from_pki(
-            p["certs_dir"], spec, p["ca_path"], p["ca_role"], p["ca_passphrase"], p["install_ca_bundle"],
-            p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
-            renew_before=p["renew_before"], force=p["force"], owner=p["owner"], group=p["group"])
-        result.pop("sans", None)
-        if module._diff:
-            result["diff"] = diff
-        return result
-
-    module_support.run(module, ensure)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_OPTIONS)
+    module_support.run(module, run)
 
 
 if __name__ == "__main__":

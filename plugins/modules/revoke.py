@@ -31,12 +31,21 @@ description:
     V(lax) or V(strict) and the certificates carry an OCSP URL (C(ocsp_url) of
     M(crdb.tls.certificate)). Revoking does not remove the certificate from hosts; issue a
     replacement with M(crdb.tls.certificate) and O(crdb.tls.certificate#module:force=true).
-  - Runs where the CA is, normally on the controller (C(delegate_to=localhost)).
+  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
+    target host. A task that reaches its host over any connection but C(local) is refused, so use
+    C(delegate_to=localhost).
 author:
   - crdb.tls contributors (@crdb-tls)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Reports the certificates that would be revoked; the index is not written.
@@ -152,42 +161,45 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.crdb.tls.plugins.module_utils import authority, ledger, module_support, rules
 
 
+ARGUMENT_SPEC = dict(
+    path=dict(type="path", required=True),
+    role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
+    serial=dict(type="str"),
+    user=dict(type="str"),
+    reason=dict(type="str", choices=list(ledger.REVOCATION_REASONS), default="unspecified"),
+)
+NEEDS_CRYPTOGRAPHY = False
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[("serial", "user")],
+    required_one_of=[("serial", "user")],
+)
+
+
+def run(module):
+    p = module.params
+    index = authority.paths(p["path"], p["role"])["index"]
+    user = rules.validate_username(p["user"]) if p["user"] is not None else None
+    serial = ledger.canonical_serial(p["serial"]) if p["serial"] is not None else None
+    changed = ledger.revoke(index, serial=serial, subject_cn=user, reason=p["reason"],
+                            check_mode=module.check_mode)
+    changed_serials = set(row["serial"] for row in changed)
+    already = [row["serial"] for row in ledger.status(index)
+               if row["status"] == "revoked" and row["serial"] not in changed_serials
+               and (row["common_name"] == user if user is not None
+                    else row["serial"].upper() == serial)]
+    return {
+        "changed": bool(changed),
+        "revoked": changed,
+        "already_revoked": already,
+        "reasons": ["serial %s (%s) revoked: %s" % (row["serial"], row["subject"], row["reason"])
+                    for row in changed],
+        "index": index,
+    }
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            role=dict(type="str", choices=["ca", "client_ca"], default="ca"),
-            serial=dict(type="str"),
-            user=dict(type="str"),
-            reason=dict(type="str", choices=list(ledger.REVOCATION_REASONS), default="unspecified"),
-        ),
-        mutually_exclusive=[("serial", "user")],
-        required_one_of=[("serial", "user")],
-        supports_check_mode=True,
-    )
-
-    def revoke(module):
-        p = module.params
-        index = authority.paths(p["path"], p["role"])["index"]
-        user = rules.validate_username(p["user"]) if p["user"] is not None else None
-        serial = ledger.canonical_serial(p["serial"]) if p["serial"] is not None else None
-        changed = ledger.revoke(index, serial=serial, subject_cn=user, reason=p["reason"],
-                                check_mode=module.check_mode)
-        changed_serials = set(row["serial"] for row in changed)
-        already = [row["serial"] for row in ledger.status(index)
-                   if row["status"] == "revoked" and row["serial"] not in changed_serials
-                   and (row["common_name"] == user if user is not None
-                        else row["serial"].upper() == serial)]
-        return {
-            "changed": bool(changed),
-            "revoked": changed,
-            "already_revoked": already,
-            "reasons": ["serial %s (%s) revoked: %s" % (row["serial"], row["subject"], row["reason"])
-                        for row in changed],
-            "index": index,
-        }
-
-    module_support.run(module, revoke, needs_cryptography=False)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, **SPEC_OPTIONS)
+    module_support.run(module, run, needs_cryptography=NEEDS_CRYPTOGRAPHY)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run a controller-only crdb.tls module inside its action plugin.
 
-``crdb.tls.ca`` and ``crdb.tls.issue_fleet`` hold the CA keys, which never
-leave the controller. Shipping them as modules to ``localhost`` costs, for
-every call, building the AnsiballZ payload, starting a Python and importing
-cryptography again; run once per play that is most of a fleet run's fixed
-cost. Their action plugins run the module's own ``run`` function here, in the
+The modules that read a CA key or the CA's ledger (``crdb.tls.ca``,
+``issue_fleet``, ``certificate``, ``ocsp_responder_cert``, ``revoke``) only
+ever act on the controller, where those stay. Shipping them as modules to
+``localhost`` costs, for every call, building the AnsiballZ payload, starting
+a Python and importing cryptography again; for ``ca`` and ``issue_fleet``,
+once per play, that was most of a fleet run's fixed cost. Their action plugins run the module's own ``run`` function here, in the
 task's worker process, with the module's own argument spec, so validation,
 defaults, ``no_log`` masking, check mode and diff mode behave as they would in
 ``AnsibleModule``. A task that targets a host over any connection but
@@ -23,7 +24,9 @@ A module run here provides, at module level:
     ``required_together``, ``required_one_of``, ``required_if`` and
     ``required_by``;
 ``run(module)``
-    the function its ``main()`` hands to ``module_support.run``.
+    the function its ``main()`` hands to ``module_support.run``;
+``NEEDS_CRYPTOGRAPHY`` (optional, default true)
+    what its ``main()`` passes as ``needs_cryptography``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -85,7 +88,8 @@ def run_in_process(module_code, name, args, check_mode=False, diff=False):
         for warning in checked._warnings:
             module.warn("Both option %s and its alias %s are set." % (warning["option"], warning["alias"]))
         try:
-            module_support.run(module, module_code.run)
+            module_support.run(module, module_code.run,
+                               needs_cryptography=getattr(module_code, "NEEDS_CRYPTOGRAPHY", True))
             raise AnsibleActionFail("%s returned without exit_json or fail_json" % name)
         except _Done as done:
             result = done.result
@@ -111,7 +115,7 @@ class ControllerModuleAction(ActionBase):
         transport = getattr(self._connection, "transport", None)
         if transport not in LOCAL_TRANSPORTS:
             raise AnsibleActionFail(
-                "%s runs on the controller only (the CA keys never leave it), but this task targets %s over "
+                "%s runs on the controller only (CA keys and ledgers never leave it), but this task targets %s over "
                 "the %s connection: add delegate_to: localhost (and run_once: true for a fleet)"
                 % (self.NAME, self._task.delegate_to or (task_vars or {}).get("inventory_hostname"), transport))
         result.update(run_in_process(self.MODULE, self.NAME, self._task.args,

@@ -1,0 +1,17 @@
+# -*- coding: utf-8 -*-
+# Copyright: crdb.tls contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""crdb.tls.certificate runs in the controller's worker, never on a target host (see controller_module)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.crdb.tls.plugins.modules import certificate
+from ansible_collections.crdb.tls.plugins.plugin_utils.controller_module import ControllerModuleAction
+
+
+class ActionModule(ControllerModuleAction):
+
+    MODULE = certificate
+    NAME = "crdb.tls.certificate"
