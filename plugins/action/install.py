@@ -11,6 +11,7 @@ import base64
 import os
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.crdb.tls.plugins.module_utils import stamp
@@ -28,13 +29,16 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         src = args.pop("src", None)
         names = args.pop("files", None)
+        # Only this plugin can vouch for the content it checked.
+        args["content_checked"] = False
         if src is not None:
             if args.get("certificates") or args.get("keys"):
                 raise AnsibleActionFail("src and certificates/keys exclude each other")
             src = self._loader.path_dwim(src)
             args["certificates"], args["keys"] = self._read_src(src, names)
-            if args.get("validate", True):
+            if boolean(args.get("validate", True), strict=False):
                 self._validate_on_controller(src, names, args)
+                args["content_checked"] = True
         result.update(self._execute_module(module_name="crdb.tls.install", module_args=args,
                                            task_vars=task_vars))
         return result

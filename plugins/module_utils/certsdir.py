@@ -5,7 +5,9 @@
 
 :func:`inspect` returns the entries ``cockroach cert list`` would print plus
 a list of problems, each a string that starts with the file at fault. It
-needs only Python 3 and ``cryptography`` on the host it runs on.
+needs only Python 3 and ``cryptography`` on the host it runs on; a check
+without content (``content=False``: names, layout, keys present and their
+permissions) needs no cryptography and does not load it (see :func:`_pki`).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,7 +18,7 @@ import datetime
 import os
 import pwd
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, pki, rules, stamp
+from ansible_collections.crdb.tls.plugins.module_utils import durations, fileio, pem, rules, stamp
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 _USAGE = {
@@ -30,6 +32,13 @@ _USAGE = {
     rules.KIND_TENANT_CLIENT: "Tenant Client",
     rules.KIND_TENANT_SIGNING: "Tenant Signing",
 }
+
+
+def _pki():
+    """:mod:`pki`, imported where certificate content is read: loading cryptography costs a node
+    about a tenth of a second, which a names-and-permissions check does not need."""
+    from ansible_collections.crdb.tls.plugins.module_utils import pki
+    return pki
 
 
 def process_gid_for(user, certs_dir):
@@ -63,8 +72,9 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
     """
     if purpose not in ("node", "client"):
         raise CrdbTlsError("purpose %r must be node or client" % (purpose,))
-    now = now or pki.utcnow()
-    min_remaining = pki.parse_duration(min_remaining, "min_remaining") or datetime.timedelta(0)
+    pki = _pki() if content else None
+    now = now or durations.utcnow()
+    min_remaining = durations.parse_duration(min_remaining, "min_remaining") or datetime.timedelta(0)
     if layout is not None:
         rules.layout_files(layout)
     for host in list(expected_hosts or []) + list(expected_ui_hosts or []) if content else []:
@@ -155,7 +165,7 @@ def inspect(certs_dir, process_user=None, expected_hosts=None, expected_ui_hosts
                 own.append("expired on %s" % _date(pki.not_after(cert)))
             elif pki.not_after(cert) - min_remaining <= now:
                 own.append("expires on %s, within min_remaining (%s)"
-                           % (_date(pki.not_after(cert)), pki._format_delta(min_remaining)))
+                           % (_date(pki.not_after(cert)), durations.format_delta(min_remaining)))
         problems.extend("%s: %s" % (name, p) for p in own)
         report["entries"].append(_entry(kind, name, key_file, certs[0], certs, qualifier, "; ".join(own)))
     return report
@@ -187,6 +197,7 @@ def install_problems(src, names=None, expected_hosts=None, expected_ui_hosts=Non
                 if (chosen is None or p.split(":", 1)[0] in chosen) and "in the certs dir to verify it" not in p
                 and p not in on_host]
     if not problems and record:
+        pki = _pki()
         certs = []
         for name in shipped:
             if name.endswith(rules.CERT_SUFFIX):
@@ -209,6 +220,7 @@ def _key_problems(certs_dir, key_file, leaf, process_gid, trusted, permissions=T
         out.append("key %s: %s" % (key_file, perm))
     if leaf is None:   # content=False: no cryptography to read the key with
         return out
+    pki = _pki()
     try:
         key = pki.load_private_key(fileio.read_file(path, "key"), path, trusted=trusted)
     except CrdbTlsError as exc:
@@ -219,6 +231,7 @@ def _key_problems(certs_dir, key_file, leaf, process_gid, trusted, permissions=T
 
 
 def _leaf_problems(name, kind, user, certs, present, bundles, expected_hosts, min_remaining, now):
+    pki = _pki()
     out = []
     leaf = certs[0]
     if pki.is_ca(leaf):
@@ -269,13 +282,14 @@ def _entry(kind, name, key_file, leaf, certs, qualifier, error):
     entry = {"usage": _USAGE.get(kind, kind), "file": name, "key_file": key_file or "", "error": error,
              "expires": "", "not_after": None, "days_left": None, "notes": ""}
     if leaf is not None:
+        pki = _pki()
         notes.append("num certs: %d" % len(certs))
         sans = pki.san_strings(leaf)
         if kind in (rules.KIND_NODE, rules.KIND_UI) and sans:
             notes.append("addresses: %s" % ",".join(sans))
         if kind == rules.KIND_CLIENT:
             notes.append("user: %s" % qualifier)
-        left = pki.not_after(leaf) - pki.utcnow()
+        left = pki.not_after(leaf) - durations.utcnow()
         entry.update({
             "expires": _date(pki.not_after(leaf)),
             "not_after": pki.not_after(leaf).isoformat(),

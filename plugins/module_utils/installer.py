@@ -105,7 +105,7 @@ def _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons):
 
 
 def _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
-                     expected_ui_hosts, layout, purpose):
+                     expected_ui_hosts, layout, purpose, checked):
     """Problems of the managed files in the set as it would be after the install."""
     staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest)
     try:
@@ -123,7 +123,7 @@ def _validate_staged(dest, wanted, managed, owner, group, process_user, expected
         for name, data, mode, fowner, fgroup in wanted:
             files.add(name, data, mode, fowner, fgroup)
         files.commit(locked=True, durable=False)   # a scratch copy, removed below
-        report = _inspect(staging, process_user=process_user, expected_hosts=expected_hosts,
+        report = _inspect(staging, checked, process_user=process_user, expected_hosts=expected_hosts,
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -135,11 +135,19 @@ def _validate_staged(dest, wanted, managed, owner, group, process_user, expected
 
 def install(dest, certificates, keys, owner=None, group=None, key_owner=None, key_group=None, dir_mode=0o700,
             process_user=None, expected_hosts=None, expected_ui_hosts=None, layout=None, validate=True,
-            check_mode=False, purpose="node"):
-    """Make ``dest`` hold exactly these files' contents, owners and modes; returns a result dict."""
+            check_mode=False, purpose="node", content_checked=False):
+    """Make ``dest`` hold exactly these files' contents, owners and modes; returns a result dict.
+
+    ``content_checked``: the content of ``certificates`` and ``keys`` (chains,
+    key match, names, EKUs, validity) passed the controller's check with the
+    same expected hosts and layout (the action plugin says so). While the
+    certs dir then holds no certificate or key beyond them, the node checks
+    names, layout, owners and permissions only and does not load cryptography.
+    """
     if not os.path.isabs(dest):
         raise CrdbTlsError("dest %r must be an absolute path" % dest)
     managed = _check_names(certificates, keys)
+    checked = frozenset(list(certificates) + list(keys)) if content_checked else None
     group = default_group(owner, group)
     wanted = _wanted(certificates, keys, owner, group, key_owner, key_group)
     fingerprints = {}
@@ -177,7 +185,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
                 reasons.append("%s: %s" % (name, drift))
         if (writes or fixes or fix_dir) and validate and not check_mode:
             problems = _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
-                                        expected_ui_hosts, layout, purpose)
+                                        expected_ui_hosts, layout, purpose, checked)
             if problems:
                 for path in created:   # deepest first: leave no trace of a refused install
                     try:
@@ -202,7 +210,7 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
     result["changed"] = bool(reasons)
     result["content_changed"] = bool(writes)
     if validate and (writes or fixes) and not check_mode:
-        report = _inspect(dest, process_user=process_user, expected_hosts=expected_hosts,
+        report = _inspect(dest, checked, process_user=process_user, expected_hosts=expected_hosts,
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
         result["problems"] = report["problems"]
     return result
@@ -281,14 +289,30 @@ def host_keys(dest, certificates, keys):
     return adopted, pending_paths
 
 
-def _inspect(directory, **kwargs):
-    """The validator; without cryptography on the node, the checks that need none.
+def _inspect(directory, checked, **kwargs):
+    """The validator; without content checks where they would add nothing.
 
-    The node then checks names, PEM labels, layout files, keys present and the
-    key permission rule with the real owners; certificate content (chains, key
-    match, CN, SANs, EKU) is checked on the controller by the action plugin
-    before anything is sent.
+    The node always checks names, PEM labels, layout files, keys present and
+    the key permission rule with the real owners. Certificate content (chains,
+    key match, CN, SANs, EKU) is checked here too unless ``checked`` (the
+    names whose content the controller checked) covers every certificate and
+    key in ``directory``, or the node has no cryptography (the action plugin
+    then checked the content before anything was sent).
     """
-    from ansible_collections.crdb.tls.plugins.module_utils import certsdir, pki
+    from ansible_collections.crdb.tls.plugins.module_utils import certsdir
+    content = not (checked is not None and _only_these(directory, checked))
+    if content:
+        from ansible_collections.crdb.tls.plugins.module_utils import pki
+        content = pki.HAS_CRYPTOGRAPHY
     # The keys come from this collection's controller: skip RSA's slow self-check, keep the cert match.
-    return certsdir.inspect(directory, trusted_keys=True, content=pki.HAS_CRYPTOGRAPHY, **kwargs)
+    return certsdir.inspect(directory, trusted_keys=True, content=content, **kwargs)
+
+
+def _only_these(directory, names):
+    """True when every certificate or key file CockroachDB could read in ``directory`` is in ``names``."""
+    for name in os.listdir(directory):
+        if name in names or name.startswith("."):
+            continue
+        if rules.classify(name) is not None or name.endswith((rules.KEY_SUFFIX, rules.PKCS8_SUFFIX)):
+            return False
+    return True

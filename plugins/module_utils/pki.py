@@ -19,7 +19,7 @@ import ipaddress
 import re
 import secrets
 
-from ansible_collections.crdb.tls.plugins.module_utils import pem, rules
+from ansible_collections.crdb.tls.plugins.module_utils import durations, pem, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 try:
@@ -53,8 +53,10 @@ if HAS_CRYPTOGRAPHY:
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+# Pure time helpers, kept in durations.py (no cryptography) and used from here as before.
+utcnow = durations.utcnow
+parse_duration = durations.parse_duration
+_format_delta = durations.format_delta
 
 
 # --------------------------------------------------------------------------
@@ -524,22 +526,6 @@ class CertSpec(object):
         }
 
 
-def parse_duration(value, what):
-    """A lifetime or window: a timedelta, a number of hours, or ``'30d'``, ``'12h'``, ``'90m'``."""
-    if value is None:
-        return None
-    if isinstance(value, datetime.timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.timedelta(hours=value)
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$", str(value))
-    if not match:
-        raise CrdbTlsError("%s %r is not a duration (examples: 43920h, 365d, 2w, 90m)" % (what, value))
-    number, unit = float(match.group(1)), match.group(2) or "h"
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 366 * 86400}[unit]
-    return datetime.timedelta(seconds=number * seconds)
-
-
 def build_spec(profile, user=None, hosts=None, common_name=None,
                organization=rules.DEFAULT_ORGANIZATION, lifetime=None, ocsp_url=None):
     """Validate what a certificate of ``profile`` should contain."""
@@ -834,13 +820,6 @@ def renewal_reason(certificate, renew_before, now=None):
     if not_before(certificate) > now + datetime.timedelta(minutes=5):
         return "not valid before %s" % not_before(certificate).isoformat()
     return None
-
-
-def _format_delta(delta):
-    hours = int(delta.total_seconds() // 3600)
-    if hours % 24 == 0:
-        return "%dd" % (hours // 24)
-    return "%dh" % hours
 
 
 def _to_bytes(value):

@@ -118,6 +118,15 @@ options:
       - Validate the new set before installing it (and report the whole dir after).
     type: bool
     default: true
+  content_checked:
+    description:
+      - Set by the action plugin, whatever the task says - V(true) once it checked the content of the set read from
+        O(src) on the controller (or found that check recorded for the same bytes and parameters).
+      - The node then leaves out the content checks (chains, key match, names, EKUs, validity) while the certs dir
+        holds no certificate or key beyond the files sent, and does not load cryptography; names, layout, owners
+        and permissions are still checked there.
+    type: bool
+    default: false
   purpose:
     description:
       - V(node) for a CockroachDB node's certs dir, V(client) for a SQL client's (no node files needed; in the
@@ -214,6 +223,7 @@ def main():
             expected_ui_hosts=dict(type="list", elements="str", default=[]),
             validate=dict(type="bool", default=True),
             purpose=dict(type="str", choices=["node", "client"], default="node"),
+            content_checked=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -232,7 +242,7 @@ def main():
             owner=p["owner"], group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"],
             dir_mode=dir_mode, process_user=p["process_user"], expected_hosts=p["expected_hosts"],
             expected_ui_hosts=p["expected_ui_hosts"], layout=p["layout"], validate=p["validate"],
-            check_mode=module.check_mode, purpose=p["purpose"])
+            check_mode=module.check_mode, purpose=p["purpose"], content_checked=p["content_checked"])
 
     module_support.run(module, run, needs_cryptography=False)
 
