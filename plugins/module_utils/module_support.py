@@ -31,7 +31,7 @@ def require_cryptography(module):
 
 
 def run(module, function, needs_cryptography=True):
-    """Run ``function(module)``; a CrdbTlsError becomes a failure with its message.
+    """Run ``function(module)``; a CrdbTlsError becomes a failure with its message, a ``diff`` is kept in diff mode.
 
     ``needs_cryptography=False``: the module imports it itself when it must
     (crdb.tls.install, whose idempotent path is a byte compare and a stat).
@@ -42,4 +42,8 @@ def run(module, function, needs_cryptography=True):
         result = function(module)
     except CrdbTlsError as exc:
         module.fail_json(msg=str(exc))
+    # A module's function may always return its diff; it is shown in diff mode only.
+    diff = result.pop("diff", None)
+    if diff is not None and module._diff:
+        result["diff"] = diff
     module.exit_json(**result)

@@ -28,23 +28,15 @@ description:
     while certificates are re-issued.
   - All changes happen under an exclusive lock on O(path), so two runs at once cannot fork the CA.
   - The CA key never leaves O(path); nothing this module returns contains key material.
-  - Runs on the controller, inside the task's worker (its action plugin), never on a target host. A task
-    that reaches its host over any connection but C(local) is refused, so use C(delegate_to=localhost).
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - crdb.tls.controller
   - crdb.tls.keys
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
   diff_mode:
@@ -333,9 +325,6 @@ def run(module):
             organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
             key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
             keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
     return result
 
 

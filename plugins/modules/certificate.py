@@ -27,24 +27,16 @@ description:
   - The key and certificate are written as one set (temporary files created owner-only in the same
     directory, fsynced, renamed, with a journal so an interrupted run is completed by the next one).
   - Every issued certificate is recorded in the CA's C(index.txt) (serial, expiry, subject).
-  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
-    target host. A task that reaches its host over any connection but C(local) is refused, so use
-    C(delegate_to=localhost). No key material is ever returned or logged.
+  - No key material is ever returned or logged.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - crdb.tls.controller
   - crdb.tls.keys
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Reports what would change and why; nothing is generated on disk.
@@ -301,9 +293,7 @@ def run(module):
         p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
         renew_before=p["renew_before"], force=p["force"], reuse_key=p["reuse_key"], owner=p["owner"],
         group=p["group"], key_owner=p["key_owner"], key_group=p["key_group"], pkcs8=p["pkcs8"])
-    if module._diff:
-        result["diff"] = diff
-    return result
+    return dict(result, diff=diff)
 
 
 def main():

@@ -23,24 +23,16 @@ description:
     parallel across cores. New certificates are recorded in their CA's C(index.txt) in one locked update.
   - A DB Console certificate from a public CA (O(ui_cert_src), O(ui_key_src)) is vetted first (key matches,
     not expired, serverAuth, and its SANs cover O(ui_sans)).
-  - Meant to run once per play (C(run_once)). It runs on the controller, inside the task's worker (its action
-    plugin), never on a target host. A task that reaches its host over any connection but C(local) is
-    refused, so use C(delegate_to=localhost). The CA keys never leave O(pki_dir); no key material is returned.
+  - Meant to run once per play (C(run_once)). The CA keys never leave O(pki_dir); no key material is returned.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - crdb.tls.controller
   - crdb.tls.keys
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
   diff_mode:

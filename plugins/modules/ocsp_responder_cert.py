@@ -23,24 +23,16 @@ description:
     O(renew_before), or O(force=true)).
   - C(ocsp.crt) is not a file CockroachDB reads; keep it out of node certs dirs. A responder serving
     both CAs of a split-CA cluster needs one O(certs_dir) per CA role.
-  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
-    target host. A task that reaches its host over any connection but C(local) is refused, so use
-    C(delegate_to=localhost). No key material is ever returned or logged.
+  - No key material is ever returned or logged.
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
   - cryptography >= 41.0 on the controller
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - crdb.tls.controller
   - crdb.tls.keys
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Reports what would change and why; nothing is written.
@@ -219,9 +211,7 @@ def run(module):
         p["record"], module.check_mode, key_type=p["key_type"], key_size=p["key_size"],
         renew_before=p["renew_before"], force=p["force"], owner=p["owner"], group=p["group"])
     result.pop("sans", None)
-    if module._diff:
-        result["diff"] = diff
-    return result
+    return dict(result, diff=diff)
 
 
 def main():

@@ -31,21 +31,12 @@ description:
     V(lax) or V(strict) and the certificates carry an OCSP URL (C(ocsp_url) of
     M(crdb.tls.certificate)). Revoking does not remove the certificate from hosts; issue a
     replacement with M(crdb.tls.certificate) and O(crdb.tls.certificate#module:force=true).
-  - Runs on the controller, where the CA is, inside the task's worker (its action plugin), never on a
-    target host. A task that reaches its host over any connection but C(local) is refused, so use
-    C(delegate_to=localhost).
 author:
   - crdb.tls contributors (@crdb-tls)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.flow
+  - crdb.tls.controller
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Reports the certificates that would be revoked; the index is not written.
