@@ -287,18 +287,26 @@ def write_plot(results, path):
         print("matplotlib is not installed: no plot (make bench installs it)", file=sys.stderr)
         return
     runs = [r for r in results["runs"] if r["rc"] == 0]
-    fig, ax = plt.subplots(figsize=(8, 5))
+    # Left: everything, log scale (the reference is ten times the rest). Right: linear, without the
+    # reference, so the collection's lines can be read against the floor.
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     series = sorted({(r["scenario"], r["phase"]) for r in runs},
                     key=lambda s: ([x[0] for x in SCENARIOS].index(s[0]), s[1]))
-    for sc, phase in series:
-        pts = sorted((r["n"], r["wall_s"]) for r in runs if r["scenario"] == sc and r["phase"] == phase)
-        style = "--" if sc == "reference" else (":" if sc == "floor" else "-")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label="%s %s" % (sc, phase))
-    ax.set_xlabel("hosts (N)")
-    ax.set_ylabel("wall time (s)")
-    ax.set_title("crdb.tls vs community.crypto, forks %d" % results["forks"])
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, with_reference in zip(axes, (True, False)):
+        for sc, phase in series:
+            if sc == "reference" and not with_reference:
+                continue
+            pts = sorted((r["n"], r["wall_s"]) for r in runs if r["scenario"] == sc and r["phase"] == phase)
+            style = "--" if sc == "reference" else (":" if sc == "floor" else "-")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label="%s %s" % (sc, phase))
+        ax.set_xlabel("hosts (N)")
+        ax.set_ylabel("wall time (s)" + (", log scale" if with_reference else ""))
+        if with_reference:
+            ax.set_yscale("log")
+        ax.set_title(("crdb.tls vs community.crypto" if with_reference else "crdb.tls vs one ping per host")
+                     + ", forks %d" % results["forks"])
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
