@@ -1,15 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: crdb.tls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every real-peer test needs to run the collection's playbooks: paths and the Ansible tools."""
+"""What the real-peer tests share: paths, the Ansible tools, a certificate's fingerprint, polling."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
 import shutil
+import ssl
 import sys
+import time
 
 import pytest
 
@@ -39,3 +42,21 @@ def ansible_tool(tool="ansible-playbook"):
     if not found:
         pytest.skip("%s is not installed (make venv)" % tool)
     return found
+
+
+def fingerprint(path):
+    """SHA-256 of the first certificate of a PEM file, as the stand-in reports what it serves."""
+    with open(path) as handle:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(handle.read())).hexdigest()
+
+
+def wait_for(what, predicate, timeout=10.0, interval=0.05):
+    """``predicate()``'s first true value; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)

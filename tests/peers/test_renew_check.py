@@ -21,7 +21,6 @@ stand-in and never another test's. The tests run in order on one fleet:
 
 import getpass
 import grp
-import hashlib
 import json
 import os
 import re
@@ -31,10 +30,9 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 
 import pytest
-from peerlib import ROOT, ansible_tool, collections_path
+from peerlib import ROOT, ansible_tool, collections_path, fingerprint, wait_for
 
 STANDIN = os.path.join(ROOT, "tests", "fixtures", "standin", "cockroach")
 PLAYBOOK_TIMEOUT = 600
@@ -42,22 +40,6 @@ NODES = ("node1", "node2", "node3")
 READY_RE = re.compile(r"stand-in ready: sql=127\.0\.0\.1:(\d+) http=127\.0\.0\.1:(\d+) pid=(\d+)")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux (/proc)")
-
-
-def fingerprint(path):
-    with open(path) as handle:
-        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(handle.read())).hexdigest()
-
-
-def wait_for(what, predicate, timeout=20.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class Fleet:
@@ -155,7 +137,7 @@ class Fleet:
             if proc.poll() is not None:
                 raise AssertionError("stand-in of %s exited: %s" % (host, self.log(host)))
             return READY_RE.search(self.log(host))
-        match = wait_for("the stand-in of %s" % host, ready)
+        match = wait_for("the stand-in of %s" % host, ready, timeout=20.0, interval=0.1)
         self.ports[host] = int(match.group(2))
 
     def log(self, host):
@@ -204,7 +186,7 @@ class Fleet:
         new = fingerprint(os.path.join(self.certs_dir(host), "node.crt"))
         os.kill(self.standins[host].pid, signal.SIGHUP)
         wait_for("%s to serve its short-lived node.crt" % host,
-                 lambda: self.status(host)["served_cert_sha256"] == new)
+                 lambda: self.status(host)["served_cert_sha256"] == new, timeout=20.0, interval=0.1)
         return new
 
 

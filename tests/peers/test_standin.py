@@ -19,13 +19,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from peerlib import OPENSSL, ROOT, fingerprint, wait_for
+
 STANDIN = os.path.join(ROOT, "tests", "fixtures", "standin", "cockroach")
-OPENSSL = shutil.which("openssl")
 
 pytestmark = pytest.mark.skipif(OPENSSL is None or not sys.platform.startswith("linux"),
                                 reason="needs Linux and the openssl CLI")
@@ -98,22 +97,6 @@ def make_ca(pki, name, cn):
             "-nodes", "-keyout", name + ".key", "-out", name + ".crt", "-days", "3",
             "-subj", "/O=Cockroach/CN=" + cn, "-set_serial", "0x" + secrets.token_hex(15),
             "-config", "openssl.cnf", "-extensions", "ca_ext", cwd=pki)
-
-
-def fingerprint(path):
-    with open(path) as fh:
-        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(fh.read())).hexdigest()
-
-
-def wait_for(what, predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def s_client(port, pki, cert=None):
