@@ -16,6 +16,7 @@ notes:
   - Runs on the controller, inside the task's worker (the module's action plugin), never on a target host, where
     CA keys and ledgers never go. A task that reaches its host over any connection but C(local) is refused, so
     use C(delegate_to=localhost).
+  - It runs as the user running Ansible. C(become) to another user is refused; set C(become=false) on the task.
 attributes:
   action:
     description: Has an action plugin; here the whole module runs in it, on the controller.

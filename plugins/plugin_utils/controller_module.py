@@ -13,7 +13,8 @@ task's worker process, with the module's own argument spec, so validation,
 defaults, ``no_log`` masking, check mode and diff mode behave as they would in
 ``AnsibleModule``. A task that targets a host over any connection but
 ``local`` is refused: the module would otherwise act on the controller
-while the play author meant that host.
+while the play author meant that host. So is ``become`` to another user: the
+module runs as the user running Ansible, never through sudo.
 
 A module run here provides, at module level:
 
@@ -32,6 +33,9 @@ A module run here provides, at module level:
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import os
+import pwd
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -118,6 +122,13 @@ class ControllerModuleAction(ActionBase):
                 "%s runs on the controller only (CA keys and ledgers never leave it), but this task targets %s over "
                 "the %s connection: add delegate_to: localhost (and run_once: true for a fleet)"
                 % (self.NAME, self._task.delegate_to or (task_vars or {}).get("inventory_hostname"), transport))
+        if self._play_context.become:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            wanted = self._play_context.become_user or "root"
+            if wanted not in (me, str(os.geteuid())):
+                raise AnsibleActionFail(
+                    "%s runs in the controller's own process, as %s, and cannot become %s: set become: false on "
+                    "this task, or run ansible-playbook as %s" % (self.NAME, me, wanted, wanted))
         result.update(run_in_process(self.MODULE, self.NAME, self._task.args,
                                      check_mode=self._task.check_mode, diff=self._task.diff))
         return result
