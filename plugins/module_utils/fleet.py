@@ -519,8 +519,7 @@ def _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_bef
         window = renewal.window_for(renew_before, spec.filename)
         if signing.is_backend(cas[role]):
             return key, _plan_external((key, directory, spec, role, {}), cas[role], pki.DEFAULT_KEY_TYPE, None,
-                                       window, None,
-                                       indexes[role], check_mode, now, csr_pem=csr_pem)
+                                       window, None, indexes[role], check_mode, now, csr_pem=csr_pem)
         return key, issuance.plan(directory, spec, cas[role], renew_before=window, public_key=public_key,
                                   index_path=indexes[role], now=now)
 

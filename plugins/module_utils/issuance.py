@@ -79,14 +79,12 @@ def read_on_disk(certs_dir, spec, key_spec, read_key=True):
             chain = pki.load_certificates(data, cert_path)
         except CrdbTlsError as exc:
             cert_reasons.append("%s is unreadable: %s" % (cert_name, exc))
-    if not read_key:
-        pass
-    elif os.path.exists(key_path):
+    if read_key and os.path.exists(key_path):
         try:
             key = pki.load_private_key(fileio.read_file(key_path, "key"), key_path, trusted=True)
         except CrdbTlsError as exc:
             key_reasons.append("%s is unreadable: %s" % (key_name, exc))
-    else:
+    elif read_key:
         key_reasons.append("%s is missing" % key_name)
     if key is not None and pki.key_spec_of(key) != key_spec:
         key_reasons.append("key type changes from %s to %s" % (pki.describe_key_spec(pki.key_spec_of(key)),
@@ -247,10 +245,9 @@ def ensure_from_pki(certs_dir, spec, ca_path, ca_role="ca", ca_passphrase=None, 
     fileio.require_dir(certs_dir, "certs_dir")
     ca = authority.load(ca_path, ca_role, ca_passphrase)
     bundle = authority.bundle(ca_path, ca_role) if install_ca_bundle else None
-    index_path = authority.paths(ca_path, ca_role)["index"] if record else None
-    revoked = ledger.revoked_serials(authority.paths(ca_path, ca_role)["index"])
-    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=index_path, revoked=revoked,
-                  **plan_options)
+    index = authority.paths(ca_path, ca_role)["index"]
+    result = plan(certs_dir, spec, ca, ca_bundle=bundle, index_path=index if record else None,
+                  revoked=ledger.revoked_serials(index), **plan_options)
     changes = diff(result)
     if not check_mode:
         apply(result)

@@ -56,7 +56,6 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 # Pure time helpers, kept in durations.py (no cryptography) and used from here as before.
 utcnow = durations.utcnow
 parse_duration = durations.parse_duration
-_format_delta = durations.format_delta
 
 
 # --------------------------------------------------------------------------
@@ -816,7 +815,7 @@ def renewal_reason(certificate, renew_before, now=None):
         return "expired on %s" % end.strftime("%Y-%m-%d %H:%M UTC")
     if renew_before and end - renew_before <= now:
         return "expires on %s, within renew_before (%s)" % (end.strftime("%Y-%m-%d %H:%M UTC"),
-                                                            _format_delta(renew_before))
+                                                            durations.format_delta(renew_before))
     if not_before(certificate) > now + datetime.timedelta(minutes=5):
         return "not valid before %s" % not_before(certificate).isoformat()
     return None

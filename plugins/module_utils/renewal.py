@@ -25,7 +25,7 @@ import json
 import os
 import ssl
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, certsdir, fileio, pki, reloader, rules
+from ansible_collections.crdb.tls.plugins.module_utils import authority, certsdir, durations, fileio, pki, reloader, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 KINDS = ("ca", "node", "client", "ui")
@@ -92,7 +92,7 @@ def _days(delta):
 
 
 def _format_window(window):
-    return pki._format_delta(window) if window else "none"
+    return durations.format_delta(window) if window else "none"
 
 
 def judge(not_after, kind, kind_windows, problems, now):
