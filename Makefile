@@ -183,6 +183,17 @@ clean:
 distclean: clean
 	rm -rf $(VENV) .cache
 
+# --- Go test programs -----------------------------------------------------------
+
+# tests/go: the Go peer (crdb-peer) and the stand-in cockroach, test-only,
+# built with Debian's golang-go into build/go/bin (tests/go/README.md).
+.PHONY: go-build
+go-build:
+	bash tests/go/build.sh $(BUILD)/go/bin
+
+peers: go-build
+molecule: go-build
+
 # --- benchmark ------------------------------------------------------------------
 
 # Fleet benchmark (issue 5): crdb.tls vs the community.crypto way vs one ping

@@ -11,6 +11,8 @@
 #                           NOT started (and not enabled by this script).
 #   podman, runc,           molecule, through prepare-podman.sh (which also
 #   debootstrap             builds the test image)
+#   golang-go               Go 1.19 (Debian 12) builds the test-only Go peer and
+#                           stand-in `cockroach` in tests/go (stdlib only)
 set -euo pipefail
 
 log() { printf '[prepare-host] %s\n' "$*"; }
@@ -21,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-wanted=(make git tar openssl shellcheck postgresql postgresql-client podman runc debootstrap)
+wanted=(make git tar openssl shellcheck postgresql postgresql-client podman runc debootstrap golang-go)
 if ! python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     wanted+=(python3.11 python3.11-venv)
 fi

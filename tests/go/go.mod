@@ -1,0 +1,3 @@
+module crdbtls.invalid/gopeer
+
+go 1.19
