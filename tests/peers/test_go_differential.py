@@ -21,49 +21,44 @@ __metaclass__ = type
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import certsdir_scenarios
 import pytest
+from gobuild import go_bin_dir
+from peerlib import OPENSSL, ansible_tool, collections_path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import certsdir_scenarios  # noqa: E402  (beside this file)
-from peerlib import OPENSSL, ROOT, ansible_tool, collections_path  # noqa: E402
-
-BUILD_SCRIPT = os.path.join(ROOT, "tests", "go", "build.sh")
-GO_BIN_DIR = os.path.join(ROOT, "build", "go", "bin")
 PEER_TIMEOUT = 120
 PLAYBOOK_TIMEOUT = 900
 
-# Scenario setting -> certs_info option carrying it. A setting left at its
-# default is never passed, so an option certs_info does not have only shows
-# (as a module failure, i.e. a disagreement) in the scenarios that use it.
-MODULE_OPTIONS = {
-    "principal_map": "principal_map",
-    "node_cert_dn": "node_cert_dn",
-    "root_cert_dn": "root_cert_dn",
-    "tenant_scope": "tenant_scope",
-    "process_gid": "process_group",
-    "skip_key_permission_check": "skip_key_permission_check",
-}
+# How certs_info is told what the Go peer gets from its flags and process
+# (certs_info's options identity, process_group, skip_key_permission_check).
+# A setting left at its default is not passed.
+def module_options(sc):
+    opts = {}
+    identity = {}
+    if sc.principal_map:
+        identity["principal_map"] = dict(entry.rsplit(":", 1) for entry in sc.principal_map.split(",") if entry)
+    for key in ("node_cert_dn", "root_cert_dn", "tenant_scope"):
+        if getattr(sc, key):
+            identity[key] = getattr(sc, key)
+    if identity:
+        opts["identity"] = identity
+    if sc.process_gid is not None:
+        opts["process_group"] = str(sc.process_gid)
+    if sc.skip_key_permission_check:
+        opts["skip_key_permission_check"] = True
+    return opts
 
 
-def go_binaries():
-    """build/go/bin/{crdb-peer,cockroach}, built from tests/go (once per session, or reused)."""
-    if shutil.which("go") is None:
-        pytest.fail("no `go` on PATH: the Go peer needs Debian's golang-go (tests/scripts/prepare-host.sh)")
-    proc = subprocess.run(["bash", BUILD_SCRIPT, GO_BIN_DIR], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=600, check=False)
-    assert proc.returncode == 0, "tests/go/build.sh failed:\n%s" % proc.stdout.decode("utf-8", "replace")
-    return GO_BIN_DIR
+MODULE_OPTIONS = ("identity", "process_group", "skip_key_permission_check")
 
 
 @pytest.fixture(scope="session")
 def go_bin():
-    return go_binaries()
+    return go_bin_dir()
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +69,8 @@ def scenarios(tmp_path_factory):
     return built
 
 
-def peer_command(go_bin_dir, sc):
-    cmd = [os.path.join(go_bin_dir, "crdb-peer"), "verdict", "--certs-dir", sc.path]
+def peer_command(bin_dir, sc):
+    cmd = [os.path.join(bin_dir, "crdb-peer"), "verdict", "--certs-dir", sc.path]
     for host in sc.hosts:
         cmd += ["--host", host]
     for host in sc.ui_hosts:
@@ -89,14 +84,14 @@ def peer_command(go_bin_dir, sc):
     return cmd
 
 
-def go_verdict(go_bin_dir, sc):
+def go_verdict(bin_dir, sc):
     env = dict(os.environ)
     env.pop("COCKROACH_SKIP_KEY_PERMISSION_CHECK", None)
     if sc.skip_key_permission_check:
         env["COCKROACH_SKIP_KEY_PERMISSION_CHECK"] = "true"
     # The process gid is what the root-owned 0740 exception compares with:
     # run the peer with the scenario's gid (the tests run as root).
-    proc = subprocess.run(peer_command(go_bin_dir, sc), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    proc = subprocess.run(peer_command(bin_dir, sc), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                           group=sc.process_gid, timeout=PEER_TIMEOUT, check=False)
     assert proc.returncode == 0, "crdb-peer failed on %s (rc %d): %s" % (sc.name, proc.returncode, proc.stderr)
     return json.loads(proc.stdout)
@@ -136,18 +131,13 @@ PLAYBOOK = """\
 
 
 def collection_verdicts(scenarios, workdir):
-    options = "\n".join('        %s: "{{ item.options.%s | default(omit) }}"' % (opt, opt)
-                        for opt in sorted(MODULE_OPTIONS.values()))
+    options = "\n".join('        %s: "{{ item.options.%s | default(omit) }}"' % (opt, opt) for opt in MODULE_OPTIONS)
     playbook = os.path.join(workdir, "judge.yml")
     with open(playbook, "w") as handle:
         handle.write(PLAYBOOK % {"options": options})
     items = []
     for sc in scenarios:
-        opts = {}
-        for setting, option in MODULE_OPTIONS.items():
-            value = getattr(sc, setting)
-            if value not in ("", None, False):
-                opts[option] = value
+        opts = module_options(sc)
         env = {"COCKROACH_SKIP_KEY_PERMISSION_CHECK": "true"} if sc.skip_key_permission_check else {}
         items.append({"name": sc.name, "path": sc.path, "hosts": sc.hosts, "ui_hosts": sc.ui_hosts,
                       "options": opts, "env": env})

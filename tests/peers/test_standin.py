@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: crdb.tls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The CockroachDB stand-in (tests/fixtures/standin/cockroach) against real peers.
+"""The CockroachDB stand-in (tests/go/cmd/cockroach, Go's crypto/tls) against real peers.
 
 Certificates are made with the openssl CLI; the SQL port is checked with
-`openssl s_client`, the HTTP port with Python's ssl. Every started process is
-killed in teardown and every wait is bounded.
+`openssl s_client`, the HTTP port with Python's ssl. Reloads follow
+CockroachDB's rules (tests/fixtures/standin/README.md). Every started process
+is killed in teardown and every wait is bounded.
 """
 
 import hashlib
@@ -22,9 +23,8 @@ import sys
 
 import pytest
 
-from peerlib import OPENSSL, ROOT, fingerprint, wait_for
-
-STANDIN = os.path.join(ROOT, "tests", "fixtures", "standin", "cockroach")
+from gobuild import go_bin_dir
+from peerlib import OPENSSL, fingerprint, wait_for
 
 pytestmark = pytest.mark.skipif(OPENSSL is None or not sys.platform.startswith("linux"),
                                 reason="needs Linux and the openssl CLI")
@@ -140,13 +140,11 @@ class Standin:
         self.pid_file = os.path.join(workdir, "cockroach.pid")
         self.stderr_file = os.path.join(workdir, "cockroach.stderr")
         self.cafile = cafile
-        child_env = {k: v for k, v in os.environ.items()
-                     if k not in ("PYTHONPATH", "CRDB_TLS_COLLECTIONS_PATH",
-                                  "COCKROACH_SKIP_KEY_PERMISSION_CHECK")}
+        child_env = {k: v for k, v in os.environ.items() if k != "COCKROACH_SKIP_KEY_PERMISSION_CHECK"}
         child_env.update(env or {})
         with open(self.stderr_file, "w") as err:
             self.proc = subprocess.Popen(
-                [STANDIN, "start", "--certs-dir", certs_dir, "--listen-addr", "127.0.0.1:0",
+                [os.path.join(go_bin_dir(), "cockroach"), "start", "--certs-dir", certs_dir, "--listen-addr", "127.0.0.1:0",
                  "--http-addr", "127.0.0.1:0", "--log-file", self.log_file,
                  "--pid-file", self.pid_file] + list(extra),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=child_env)
@@ -246,7 +244,7 @@ def start(tmp_path, pki):
 # --------------------------------------------------------------------------- tests
 
 def test_process_name_pid_file_and_skipped_names(start, certs_dir):
-    node = start(certs_dir)
+    node = start(certs_dir, extra=["--join", "elsewhere:26257", "--store=/nowhere"])
     with open("/proc/%d/comm" % node.pid) as fh:
         assert fh.read().strip() == "cockroach"
     for task in os.listdir("/proc/%d/task" % node.pid):
@@ -258,20 +256,29 @@ def test_process_name_pid_file_and_skipped_names(start, certs_dir):
         assert fh.read().strip() == str(node.pid)
     log = node.log()
     assert "TEST FIXTURE, not CockroachDB" in log
-    assert "skipping ca.old.crt: 'ca.old.crt' is not a file name CockroachDB recognises" in log
-    assert "using CockroachDB file rules from %s" % os.path.join(ROOT, "plugins", "module_utils",
-                                                                 "rules.py") in log
+    assert "bad filename %s: CA certificate filename should match ca.crt" % os.path.join(certs_dir, "ca.old.crt") in log
+    assert "ignoring --join elsewhere:26257 --store=/nowhere: the stand-in has no cluster" in log
     st = status(node)
     assert st["skipped"][0]["file"] == "ca.old.crt"
     assert st["client_users"] == ["root"]
     assert st["client_ca_file"] == "ca.crt"
     assert st["outgoing_identity_file"] == "node.crt"
+    assert "not CockroachDB" in run([node.proc.args[0], "version"]).stdout
 
     node.proc.send_signal(signal.SIGTERM)
     assert node.wait_exit() == 0
     assert not os.path.exists(node.pid_file)
     assert 'received signal "terminated", initiating shutdown (from uid=%d pid=%d)' % (
         os.getuid(), os.getpid()) in node.log()
+
+
+def test_other_process_name(start, certs_dir):
+    """--process-name: tests running side by side signal only their own stand-ins."""
+    node = start(certs_dir, extra=["--process-name", "crdb-standin-t"])
+    for task in os.listdir("/proc/%d/task" % node.pid):
+        with open("/proc/%d/task/%s/comm" % (node.pid, task)) as fh:
+            assert fh.read().strip() == "crdb-standin-t", "thread %s" % task
+    assert status(node)["pid"] == node.pid
 
 
 def test_sql_port_mutual_tls_with_openssl_s_client(start, certs_dir, pki):
@@ -290,7 +297,7 @@ def test_sql_port_mutual_tls_with_openssl_s_client(start, certs_dir, pki):
     failure = wait_for("the refused handshake in the log",
                        lambda: re.search(r"sql: client 127\.0\.0\.1:\d+: TLS handshake failed: (.*)",
                                          node.log()))
-    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in failure.group(1)
+    assert "client didn't provide a certificate" in failure.group(1)
 
 
 def test_http_port_serves_node_cert_and_health(start, certs_dir, pki):
@@ -305,17 +312,27 @@ def test_http_port_serves_node_cert_and_health(start, certs_dir, pki):
     assert https_get(node.http_port, "/health", node.cafile)[:2] == (200, "ok\n")
 
 
-def test_sighup_reload_is_all_or_nothing(start, certs_dir, pki):
+def _copy(pki, certs_dir, name, as_name=None):
+    target = os.path.join(certs_dir, as_name or name)
+    shutil.copy(os.path.join(pki, name), target)
+    if target.endswith(".key"):
+        os.chmod(target, 0o600)
+
+
+def _hup_and_wait(node, count_field, value):
+    os.kill(node.pid, signal.SIGHUP)
+    return wait_for("%s to reach %s" % (count_field, value), lambda: _status_if(node, count_field, value))
+
+
+def test_sighup_reload_keeps_valid_certs_and_takes_new_ones(start, certs_dir, pki):
+    """CockroachDB's reload: losing a valid guarded cert is refused; anything else is taken as it is."""
     node = start(certs_dir)
     node_fp = fingerprint(os.path.join(pki, "node.crt"))
     ui_fp = fingerprint(os.path.join(pki, "ui.crt"))
-    shutil.copy(os.path.join(pki, "ui.crt"), os.path.join(certs_dir, "ui.crt"))
-    shutil.copy(os.path.join(pki, "ui.key"), os.path.join(certs_dir, "ui.key"))
-    os.chmod(os.path.join(certs_dir, "ui.key"), 0o600)
+    _copy(pki, certs_dir, "ui.crt")
+    _copy(pki, certs_dir, "ui.key")
 
-    os.kill(node.pid, signal.SIGHUP)
-    st = wait_for("the ui cert to be served",
-                  lambda: _status_if(node, "served_cert_sha256", ui_fp))
+    st = _hup_and_wait(node, "served_cert_sha256", ui_fp)
     assert st["_served_on_wire"] == ui_fp
     assert st["node_cert_sha256"] == node_fp
     assert st["last_reload_sender_uid"] == os.getuid()
@@ -326,28 +343,68 @@ def test_sighup_reload_is_all_or_nothing(start, certs_dir, pki):
             % (os.getuid(), os.getpid())) in log
     assert "certificate reload succeeded" in log
 
-    # A key that does not match ui.crt: the whole reload is refused.
-    shutil.copy(os.path.join(pki, "other.key"), os.path.join(certs_dir, "ui.key"))
-    os.chmod(os.path.join(certs_dir, "ui.key"), 0o600)
+    # Removing ui.crt would lose a valid cert: refused, the old set is kept.
+    os.rename(os.path.join(certs_dir, "ui.crt"), os.path.join(certs_dir, "ui.crt.away"))
+    st = _hup_and_wait(node, "reload_failures", 1)
+    assert st["last_reload_error"] == "reload would lose valid UI certificate: file is gone"
+    assert st["_served_on_wire"] == ui_fp and st["reloads"] == 1
+    assert ("certificate reload failed, keeping previous certificates: %s" % st["last_reload_error"]) in node.log()
+
+    # A ca.crt that stops parsing: refused too.
+    os.rename(os.path.join(certs_dir, "ui.crt.away"), os.path.join(certs_dir, "ui.crt"))
+    with open(os.path.join(certs_dir, "ca.crt"), "ab") as fh:
+        fh.write(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    st = _hup_and_wait(node, "reload_failures", 2)
+    assert st["last_reload_error"].startswith("reload would lose valid CA cert: failed to parse certificate file "
+                                              "ca.crt as PEM: block #1 is of type PRIVATE KEY"), st
+    _copy(pki, certs_dir, "ca.crt")
+
+    # A ui.key that does not match ui.crt: CockroachDB does not check pairs on
+    # reload, so the set is taken and the DB Console stops serving; the SQL
+    # port goes on.
+    _copy(pki, certs_dir, "other.key", "ui.key")
     os.kill(node.pid, signal.SIGHUP)
-    st = wait_for("the reload to fail",
-                  lambda: _status_if(node, "reload_failures", 1))
-    assert st["_served_on_wire"] == ui_fp == st["served_cert_sha256"]
-    assert st["reloads"] == 1
-    assert "cannot use ui.crt with ui.key" in st["last_reload_error"]
-    assert "KEY_VALUES_MISMATCH" in st["last_reload_error"]
-    assert ("certificate reload failed, keeping previous certificates: %s"
-            % st["last_reload_error"]) in node.log()
+    wait_for("the reload to be taken", lambda: node.log().count("certificate reload succeeded") == 2)
+    failure = wait_for("the DB Console to refuse", lambda: _console_refuses(node))
+    assert "private key does not match public key" in failure
     ok = s_client(node.sql_port, pki, cert="client.root")
     assert "OK cn=root server_sha256=%s" % node_fp in ok.stdout, ok.stderr
 
-    # Removing ui.crt would lose a valid cert: refused too.
-    os.unlink(os.path.join(certs_dir, "ui.crt"))
-    os.kill(node.pid, signal.SIGHUP)
-    st = wait_for("the second reload to fail",
-                  lambda: _status_if(node, "reload_failures", 2))
-    assert st["last_reload_error"] == "reload would lose valid UI cert: ui.crt is gone"
-    assert st["_served_on_wire"] == ui_fp
+    # The right key again: served again, three reloads taken, two refused.
+    _copy(pki, certs_dir, "ui.key")
+    st = _hup_and_wait(node, "reloads", 3)
+    assert st["_served_on_wire"] == ui_fp and st["reload_failures"] == 2
+
+
+def _console_refuses(node):
+    try:
+        status(node)
+        return None
+    except (OSError, ssl.SSLError):
+        match = re.search(r"cannot serve the DB Console: (.*)", node.log())
+        return match.group(1) if match else None
+
+
+def test_new_broken_client_ca_is_taken_and_breaks_incoming_tls(start, certs_dir, pki):
+    """A newly added broken ca-client.crt is swapped in (it was never valid): client handshakes then fail."""
+    node = start(certs_dir)
+    with open(os.path.join(certs_dir, "ca-client.crt"), "w") as fh:
+        fh.write("not a certificate\n")
+    st = _hup_and_wait(node, "reloads", 1)
+    assert st["reload_failures"] == 0 and st["client_ca_file"] is None
+    refused = s_client(node.sql_port, pki, cert="client.root")
+    assert "OK cn=" not in refused.stdout
+    assert wait_for("the refusal in the log", lambda: re.search(
+        r"sql: client 127\.0\.0\.1:\d+: cannot serve: problem with client CA certificate: no certificates found "
+        r"in ca-client.crt", node.log()))
+
+    # A bad tenant id fails the whole reload.
+    os.unlink(os.path.join(certs_dir, "ca-client.crt"))
+    _copy(pki, certs_dir, "client.root.crt", "client-tenant.abc.crt")
+    _copy(pki, certs_dir, "client.root.key", "client-tenant.abc.key")
+    st = _hup_and_wait(node, "reload_failures", 1)
+    assert st["last_reload_error"] == "invalid tenant id abc"
+    assert st["client_ca_file"] is None      # still the set with the broken ca-client.crt
 
 
 def test_group_readable_key_refused_at_start(start, certs_dir):
@@ -355,8 +412,8 @@ def test_group_readable_key_refused_at_start(start, certs_dir):
     os.chmod(node_key, 0o644)
     node = start(certs_dir, ready=False)
     assert node.wait_exit() == 1
-    message = "cannot load certificates: problem with node cert (node.crt): key file %s: mode 0644 " \
-              "exceeds -rwx------" % node_key
+    message = "cannot load certificates: validating node cert: key file %s has permissions -rw-r--r--, exceeds" % (
+        node_key)
     assert message in node.log()
     assert "ERROR: " + message in node.stderr()
     assert not os.path.exists(node.pid_file)
@@ -364,6 +421,20 @@ def test_group_readable_key_refused_at_start(start, certs_dir):
     node = start(certs_dir, env={"COCKROACH_SKIP_KEY_PERMISSION_CHECK": "true"})
     assert "key permissions are not checked" in node.log()
     assert status(node)["key_permission_check"] is False
+
+
+def test_root_owned_key_readable_by_the_process_group(start, certs_dir):
+    """0640 is allowed for a key owned by uid 0 whose group is the process's gid (and only then)."""
+    node_key = os.path.join(certs_dir, "node.key")
+    os.chmod(node_key, 0o640)
+    os.chown(node_key, 0, os.getgid())
+    node = start(certs_dir)
+    assert status(node)["key_permission_check"] is True
+    node.stop()
+    os.chown(node_key, 0, os.getgid() + 4242)
+    node = start(certs_dir, ready=False)
+    assert node.wait_exit() == 1
+    assert "has permissions -rw-r-----, exceeds -rwx------" in node.log()
 
 
 def test_split_client_ca_verifies_client_certs(start, certs_dir, pki):
@@ -375,18 +446,13 @@ def test_split_client_ca_verifies_client_certs(start, certs_dir, pki):
     assert "OK cn=" not in refused.stdout
     failure = wait_for("the refused handshake in the log",
                        lambda: re.search(r"TLS handshake failed: (.*)", node.log()))
-    assert "CERTIFICATE_VERIFY_FAILED" in failure.group(1)
+    assert "failed to verify client certificate" in failure.group(1)
 
     ok = s_client(node.sql_port, pki, cert="split.root")           # signed by ca-client.crt
     assert "OK cn=root server_sha256=%s" % fingerprint(os.path.join(pki, "node.crt")) in ok.stdout
 
 
-def test_collections_path_with_copied_rules(start, certs_dir, tmp_path):
-    """The molecule layout: only rules.py and errors.py, namespace packages, --collections-path."""
-    target = tmp_path / "collections" / "ansible_collections" / "crdb" / "tls" / "plugins" / "module_utils"
-    target.mkdir(parents=True)
-    for name in ("rules.py", "errors.py"):
-        shutil.copy(os.path.join(ROOT, "plugins", "module_utils", name), str(target / name))
-    node = start(certs_dir, extra=["--collections-path", str(tmp_path / "collections")])
-    assert "using CockroachDB file rules from %s (--collections-path)" % (target / "rules.py") in node.log()
-    assert not (target / "__pycache__").exists()
+def test_collections_path_is_accepted_and_ignored(start, certs_dir, tmp_path):
+    """The Python stand-in's --collections-path: the Go stand-in reads the certs dir itself."""
+    node = start(certs_dir, extra=["--collections-path", str(tmp_path)])
+    assert "ignoring --collections-path=%s" % tmp_path in node.log()
