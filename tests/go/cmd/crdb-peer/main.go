@@ -60,8 +60,8 @@ type Verdict struct {
 	Load    Result                  `json:"load"`
 	Node    *Result                 `json:"node,omitempty"`
 	UI      *Result                 `json:"ui,omitempty"`
-	Clients map[string]ClientResult `json:"clients,omitempty"`
-	Tenants map[string]Result       `json:"tenants,omitempty"`
+	Clients map[string]ClientResult `json:"clients"`
+	Tenants map[string]Result       `json:"tenants"`
 }
 
 func result(err error) Result {
@@ -116,7 +116,11 @@ func main() {
 		}
 	}
 	v := verdict(*certsDir, hosts, uiHosts, id)
-	out, _ := json.MarshalIndent(v, "", "  ")
+	var printed interface{} = v
+	if !v.Load.OK {
+		printed = map[string]Result{"load": v.Load} // nothing else when the dir does not load
+	}
+	out, _ := json.MarshalIndent(printed, "", "  ")
 	fmt.Println(string(out))
 }
 
