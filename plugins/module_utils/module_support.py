@@ -22,10 +22,17 @@ def key_argument_spec():
     )
 
 
+# What to install where a module needs cryptography, said in every failure for it.
+CRYPTOGRAPHY_HINT = ("This module needs the cryptography library on the host it runs on: install the package "
+                     "python3-cryptography (Debian, Ubuntu, RHEL, Fedora, SUSE) or run pip install cryptography "
+                     "for that Python.")
+
+
 def require_cryptography(module):
+    """Fail naming the package to install when cryptography cannot be imported by this Python."""
     from ansible_collections.crdb.tls.plugins.module_utils import pki
     if not pki.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography"),
+        module.fail_json(msg="%s. %s" % (missing_required_lib("cryptography"), CRYPTOGRAPHY_HINT),
                          exception="".join(traceback.format_exception_only(
                              type(pki.CRYPTOGRAPHY_IMPORT_ERROR), pki.CRYPTOGRAPHY_IMPORT_ERROR)))
 
@@ -33,8 +40,9 @@ def require_cryptography(module):
 def run(module, function, needs_cryptography=True):
     """Run ``function(module)``; a CrdbTlsError becomes a failure with its message, a ``diff`` is kept in diff mode.
 
-    ``needs_cryptography=False``: the module imports it itself when it must
-    (crdb.tls.install, whose idempotent path is a byte compare and a stat).
+    ``needs_cryptography=False``: the module needs no cryptography on its host
+    (crdb.tls.reload) or imports it itself only when it must (crdb.tls.install,
+    whose idempotent path is a byte compare and a stat).
     """
     if needs_cryptography:
         require_cryptography(module)

@@ -58,6 +58,8 @@ options:
       - Seconds to wait for O(verify_address) to serve O(cert_file).
     type: int
     default: 30
+requirements:
+  - Python 3 on the host, nothing else (no C(cryptography)).
 seealso:
   - module: crdb.tls.install
 """
@@ -104,7 +106,7 @@ served_fingerprint_sha256:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, module_support, pki, reloader
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, module_support, pem, reloader
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 
@@ -126,8 +128,8 @@ def main():
         expected = None
         if p["verify_address"]:
             reloader.split_address(p["verify_address"])
-            expected = pki.fingerprint(pki.load_certificates(fileio.read_file(p["cert_file"], "cert_file"),
-                                                             p["cert_file"])[0])
+            # The first certificate's DER hash, from the PEM framing alone: no cryptography on the node.
+            expected = pem.certificate_fingerprint(fileio.read_file(p["cert_file"], "cert_file"), p["cert_file"])
         result = reloader.reload(p["process_name"], p["missing_ok"], module.check_mode)
         if expected and result["signalled"] and not module.check_mode:
             ok, seen, error = reloader.wait_for_fingerprint(p["verify_address"], expected, p["timeout"])
@@ -139,7 +141,7 @@ def main():
                        " (%s)" % error if error else ""))
         return result
 
-    module_support.run(module, run)
+    module_support.run(module, run, needs_cryptography=False)
 
 
 if __name__ == "__main__":
