@@ -33,8 +33,6 @@ import datetime
 import os
 import re
 import shlex
-import signal
-import subprocess
 
 from ansible_collections.crdb.tls.plugins.module_utils import pem, pki
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
@@ -129,11 +127,15 @@ def _failure(command, what, stderr):
     return CrdbTlsError(message)
 
 
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
+# How a signer command is run: plugin_utils/commands.py (controller code) hands
+# its runner over when imported, as the controller-only modules' runner and the
+# action plugins do. Module code that runs on a node never starts one.
+_COMMAND_RUNNER = []
+
+
+def set_command_runner(runner):
+    """``runner(argv, stdin_bytes, env, timeout) -> (returncode, stdout, stderr, timed_out)``."""
+    _COMMAND_RUNNER[:] = [runner]
 
 
 def certificates_from_output(data, source):
@@ -166,24 +168,21 @@ def sign_with_command(command, csr_pem, spec, timeout=DEFAULT_TIMEOUT, env=None,
     for key, value in (env or {}).items():
         environment[str(key)] = str(value)
     environment.update(profile_environment(spec, host))
+    if not _COMMAND_RUNNER:
+        raise CrdbTlsError("signer command %s: signer commands run only on the controller, inside the "
+                           "action plugin of crdb.tls.issue_fleet" % describe_command(argv))
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=environment, start_new_session=True,
-                                close_fds=True)
+        returncode, stdout, stderr, timed_out = _COMMAND_RUNNER[0](argv, csr_pem, environment, timeout)
     except OSError as exc:
         raise CrdbTlsError("signer command %s cannot be started: %s"
                            % (describe_command(argv), exc.strerror or exc))
-    try:
-        stdout, stderr = proc.communicate(csr_pem, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        stdout, stderr = proc.communicate()
+    if timed_out:
         raise _failure(argv, "did not finish within %s seconds and was killed" % timeout, stderr)
-    if proc.returncode != 0:
-        if proc.returncode < 0:
-            what = "was killed by signal %d" % -proc.returncode
+    if returncode != 0:
+        if returncode < 0:
+            what = "was killed by signal %d" % -returncode
         else:
-            what = "failed with exit code %d" % proc.returncode
+            what = "failed with exit code %d" % returncode
         raise _failure(argv, what, stderr)
     source = "the output of signer command %s" % describe_command(argv)
     certs = certificates_from_output(stdout, source)

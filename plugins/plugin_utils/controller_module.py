@@ -44,6 +44,7 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.crdb.tls.plugins.module_utils import module_support
+from ansible_collections.crdb.tls.plugins.plugin_utils import commands
 
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 
@@ -78,6 +79,7 @@ class ControllerModule:
 
 def run_in_process(module_code, name, args, check_mode=False, diff=False):
     """Validate ``args`` against ``module_code``'s spec and run it; returns the result, secrets masked."""
+    commands.register()   # signer commands are started here, on the controller
     validator = ArgumentSpecValidator(module_code.ARGUMENT_SPEC, **module_code.SPEC_OPTIONS)
     checked = validator.validate(args)
     no_log_values = checked._no_log_values

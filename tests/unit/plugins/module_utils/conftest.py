@@ -24,6 +24,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from ansible_collections.crdb.tls.plugins.module_utils import pki, rules
+from ansible_collections.crdb.tls.plugins.plugin_utils import commands
+
+# Signer commands are started by the controller's process runner, which the
+# action plugins hand to module_utils/signer.py; the tests do the same.
+commands.register()
 
 
 def _ec():

@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ansible_collections.crdb.tls.plugins.module_utils import pki, signer
+from ansible_collections.crdb.tls.plugins.plugin_utils import commands
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("bash") is None,
@@ -490,3 +491,15 @@ def test_handoff_errors(tmp_path):
     signer.write_handoff(csr_dir, "node1", csr)
     with pytest.raises(CrdbTlsError, match="neither PEM certificates nor a DER certificate"):
         signer.read_handoff(csr_dir, "node1")
+
+
+def test_signer_commands_run_only_with_the_controller_runner(monkeypatch):
+    """module_utils start no process: without plugin_utils' runner (the controller's) a command is refused."""
+    spec, dummy, csr = _request("node")
+    del dummy
+    monkeypatch.setattr(signer, "_COMMAND_RUNNER", [])
+    with pytest.raises(CrdbTlsError, match="signer commands run only on the controller"):
+        signer.sign_with_command(["/nonexistent/signer"], csr, spec)
+    commands.register()
+    with pytest.raises(CrdbTlsError, match="cannot be started"):
+        signer.sign_with_command(["/nonexistent/signer"], csr, spec)
