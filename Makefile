@@ -1,10 +1,13 @@
 # Development and CI entry points for the crdb.tls collection.
 #
-#   make venv          .venv with requirements-dev.txt (built once; rebuilt
-#                      when requirements-dev.txt changes)
-#   make test          unit lint sanity integration peers molecule, in that
-#                      order, stopping at the first failure, with a summary
-#   make <one of them> just that stage
+#   make venv          the venv of the newest ansible-core (.venv-2.21, with
+#                      .venv linked to it when there is no .venv yet)
+#   make test          unit lint sanity integration peers molecule on the
+#                      newest ansible-core, then galaxy (importer) and matrix
+#                      (unit sanity integration demo on the older ones), stopping
+#                      at the first failure, with a summary
+#   make <one of them> just that stage (on $(VENV): see VENV below)
+#   make venv-2.19|venv-2.20|venv-2.21, host-floor, readmes
 #   make build|install|demo|clean|distclean
 #
 # Host packages (podman, postgresql, ...) come from
@@ -14,20 +17,55 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
-VENV ?= .venv
+# --- ansible-core releases tested (README "Tested with") -----------------------------
+# Each has a venv of its own, .venv-<release>, from the Python given here.
+# The newest runs every stage (make test); the older ones run unit, sanity,
+# integration and the demo (make matrix).
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+ANSIBLE_RELEASES := 2.19 2.20 2.21
+NEWEST := 2.21
+OLDER := 2.19 2.20
+PYTHON_2.19 := python3.11
+PYTHON_2.20 := $(PYENV_ROOT)/versions/3.12.1/bin/python3
+PYTHON_2.21 := $(PYENV_ROOT)/versions/3.13.0/bin/python3
+CORE_2.19 := 'ansible-core>=2.19,<2.20'
+CORE_2.20 := 'ansible-core>=2.20,<2.21'
+CORE_2.21 := 'ansible-core>=2.21,<2.22'
+# ansible (for containers.podman, molecule only: the newest's venv) goes with
+# its ansible-core.
+ANSIBLE_2.19 := 'ansible>=12,<13'
+ANSIBLE_2.20 := 'ansible>=13,<14'
+ANSIBLE_2.21 := 'ansible>=14,<15'
+
+# VENV: the venv every stage target uses. An existing .venv (a directory, or
+# a link such as one to a shared Python 3.11 venv) is used as it is and never
+# reinstalled; otherwise the newest release's. make test and make matrix name
+# theirs (VENV=.venv-<release>) whatever .venv is.
+VENV ?= $(if $(wildcard .venv/bin/python),.venv,.venv-$(NEWEST))
 VENV_BIN := $(CURDIR)/$(VENV)/bin
 VENV_STAMP := $(VENV)/.crdb-tls-requirements.stamp
 # The venv's tools first on PATH: ansible-test, molecule and ansible-lint
-# start other tools (ansible-playbook, python3.11) by name.
+# start other tools (ansible-playbook, python3.x) by name.
 VENV_PATH := $(VENV_BIN):$(PATH)
+# The venv's Python version (3.11, 3.12, 3.13): what ansible-test runs with.
+VENV_PY = $(shell $(VENV_BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV_CORE = $(shell $(VENV_BIN)/python -c 'from ansible.release import __version__; print(__version__)')
 
 BUILD := $(CURDIR)/build
-# Modules that run on the nodes (install, certs_info, reload) must work with
-# the cryptography of the nodes' OS, not only the controller's.
-COMPAT_CRYPTOGRAPHY := 38.0.4
-COMPAT_VENV := $(BUILD)/venv-cryptography-$(COMPAT_CRYPTOGRAPHY)
-COMPAT_STAMP := $(COMPAT_VENV)/.stamp
+# The controller's cryptography floor (ledger.py needs 36 for
+# rfc4514_attribute_name): the unit tests run again with it (UNIT_COMPAT=yes,
+# the default; make matrix runs them once per release).
+COMPAT_CRYPTOGRAPHY := 36.0.2
+COMPAT_VENV = $(BUILD)/venv-py$(VENV_PY)-cryptography-$(COMPAT_CRYPTOGRAPHY)
+COMPAT_STAMP = $(COMPAT_VENV)/.stamp
+UNIT_COMPAT ?= yes
+# The host floor: modules that run on the nodes are tested with the oldest
+# Python each release supports on targets and RHEL 9's cryptography
+# (make host-floor).
+HOST_CRYPTOGRAPHY := 3.4.8
+HOST_PYTHON_2.19 := 3.8.18
+HOST_PYTHON_2.20 := 3.9.18
+HOST_PYTHON_2.21 := 3.9.18
 
 VERSION := $(shell sed -n 's/^version:[[:space:]]*//p' galaxy.yml | tr -d '"'"'"' ')
 TARBALL := $(BUILD)/crdb-tls-$(VERSION).tar.gz
@@ -45,20 +83,33 @@ VENV_SITE = $(shell $(VENV_BIN)/python -c 'import sysconfig; print(sysconfig.get
 TEST_STAGES := unit lint sanity integration peers molecule
 
 .PHONY: help venv build install src-link unit integration peers sanity lint \
-	molecule test demo clean distclean
+	molecule test demo clean distclean matrix galaxy readmes readmes-check host-floor \
+	$(addprefix venv-,$(ANSIBLE_RELEASES))
 
 help:
-	@sed -n '1,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '1,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # --- environment ----------------------------------------------------------------
 
-venv: $(VENV_STAMP)
+# The newest release's venv, and .venv linked to it where there is no .venv.
+venv: venv-$(NEWEST)
+	@if [ ! -e .venv ] && [ ! -L .venv ]; then ln -s .venv-$(NEWEST) .venv; echo "venv: .venv -> .venv-$(NEWEST)"; fi
 
-$(VENV_STAMP): requirements-dev.txt
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-r requirements-dev.txt
+$(addprefix venv-,$(ANSIBLE_RELEASES)): venv-%: .venv-%/.crdb-tls-requirements.stamp
+
+# The newest gets every tool (requirements-dev.txt); the older ones what
+# unit, sanity, integration and the demo need (requirements-test.txt).
+.venv-%/.crdb-tls-requirements.stamp: requirements-dev.txt requirements-test.txt
+	test -n "$(CORE_$*)" || { echo "no ansible-core release $* (known: $(ANSIBLE_RELEASES))"; exit 1; }
+	test -x .venv-$*/bin/python || $(PYTHON_$*) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --disable-pip-version-check $(CORE_$*) \
+		$(if $(filter $*,$(NEWEST)),-r requirements-dev.txt $(ANSIBLE_$*),-r requirements-test.txt)
 	touch $@
+
+# An existing .venv is used as it is (see VENV above): never reinstalled.
+.venv/.crdb-tls-requirements.stamp:
+	@test -x .venv/bin/python || { echo ".venv has no bin/python: remove it and run make venv"; exit 1; }
+	@echo "venv: using .venv as it is ($$(.venv/bin/python --version); make venv-$(NEWEST) VENV=.venv-$(NEWEST) for the newest)"
 
 # --- build and install ----------------------------------------------------------
 
@@ -81,15 +132,21 @@ src-link:
 
 # pytest exits 5 when it collects no tests: tolerated (with a message) only
 # while the test directory is still empty; every other failure counts.
-unit: $(VENV_STAMP) src-link $(COMPAT_STAMP)
+unit: $(VENV_STAMP) src-link
 	PYTHONPATH=$(SRC) $(VENV_BIN)/pytest tests/unit
-	@echo "unit: again with cryptography $(COMPAT_CRYPTOGRAPHY), the version Debian 12 nodes have"
-	PYTHONPATH=$(SRC) $(COMPAT_VENV)/bin/pytest -q tests/unit
+	@if [ "$(UNIT_COMPAT)" = yes ]; then \
+		$(MAKE) --no-print-directory VENV=$(VENV) compat-venv; \
+		echo "unit: again with cryptography $(COMPAT_CRYPTOGRAPHY), the controller's floor"; \
+		PYTHONPATH=$(SRC) $(COMPAT_VENV)/bin/pytest -q tests/unit; fi
 
-$(COMPAT_STAMP):
-	$(PYTHON) -m venv $(COMPAT_VENV)
+.PHONY: compat-venv
+compat-venv: $(COMPAT_STAMP)
+
+# Same Python and ansible-core as $(VENV), the floor's cryptography.
+$(COMPAT_STAMP): $(VENV_STAMP)
+	$(VENV_BIN)/python -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		'cryptography==$(COMPAT_CRYPTOGRAPHY)' 'ansible-core>=2.19,<2.20' pytest
+		'cryptography==$(COMPAT_CRYPTOGRAPHY)' 'ansible-core==$(VENV_CORE)' pytest
 	touch $@
 
 # ansible-test needs the ansible_collections/<ns>/<name> layout: run it in
@@ -100,7 +157,15 @@ integration: install
 	@if ! ls tests/integration/targets/*/tasks/main.yml >/dev/null 2>&1; then \
 		echo "integration: no targets under tests/integration/targets yet, nothing to run"; exit 0; fi; \
 	cd $(INSTALLED) && git init -q && git add -A && PATH=$(VENV_PATH) $(VENV_BIN)/ansible-test integration \
-		--local --python 3.11 -v
+		--local --python $(VENV_PY) -v $(INTEGRATION_ARGS)
+
+# The older releases (make matrix): the targets of the controller-side
+# modules here, the host-side ones (HOST_FLOOR_TARGETS) in make host-floor
+# with the oldest host Python, so each target runs once per release.
+.PHONY: integration-controller
+integration-controller:
+	$(MAKE) --no-print-directory VENV=$(VENV) integration \
+		INTEGRATION_ARGS="$(addprefix --exclude ,$(HOST_FLOOR_TARGETS))"
 
 peers: install src-link
 	@if [ ! -d tests/peers ]; then echo "peers: tests/peers does not exist yet, nothing to run"; exit 0; fi; \
@@ -123,7 +188,7 @@ peers: install src-link
 # cache unless a real get-pip.py is already there.
 ANSIBLE_TEST_PIP_VERSION = $(shell $(VENV_BIN)/python -c 'import types; \
 	from ansible_test._internal.python_requirements import get_venv_packages as g; \
-	print(g(types.SimpleNamespace(version="3.11"))["pip"])')
+	print(g(types.SimpleNamespace(version="$(VENV_PY)"))["pip"])')
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP_VERSION)).py
 
 sanity: $(VENV_STAMP)
@@ -136,7 +201,7 @@ sanity: $(VENV_STAMP)
 		| tar -C $(SANITY_TREE) -xf -
 	cd $(SANITY_TREE) && git init -q && git add -A
 	cd $(SANITY_TREE) && PATH=$(VENV_PATH) $(VENV_BIN)/ansible-test sanity \
-		--local --python 3.11 --requirements --color no
+		--local --python $(VENV_PY) --requirements --color no $(SANITY_ARGS)
 
 # crdb.tls resolves to the working tree (build/src), so playbooks using its
 # modules pass syntax-check without a build.
@@ -147,25 +212,108 @@ lint: $(VENV_STAMP) src-link
 	HOME=$(BUILD)/lint-home ANSIBLE_COLLECTIONS_PATH=$(SRC):$(VENV_SITE) PATH=$(VENV_PATH) \
 		$(VENV_BIN)/ansible-lint --profile production
 	$(VENV_BIN)/antsibull-changelog lint
+	$(VENV_BIN)/python tests/scripts/role-readmes.py --check
 
 molecule: install
 	VENV=$(CURDIR)/$(VENV) COLLECTIONS=$(COLLECTIONS) bash tests/scripts/run-molecule.sh
 
-test:
+# A stage's line in the summary: name, ok/FAILED, seconds.
+define run_stages
 	@declare -a done_stages=(); rc=0; failed=""; t0=$$SECONDS; \
-	for stage in $(TEST_STAGES); do \
-		echo; echo "=== make $$stage ==="; s=$$SECONDS; \
-		if $(MAKE) --no-print-directory $$stage; then \
-			done_stages+=("$$(printf '%-12s ok     %4d s' $$stage $$((SECONDS - s)))"); \
+	for step in $(1); do \
+		stage=$${step%@*}; rel=$${step#*@}; \
+		echo; echo "=== make $$stage (ansible-core $$rel) ==="; s=$$SECONDS; \
+		if $(MAKE) --no-print-directory VENV=.venv-$$rel $$( [ $$rel = $(NEWEST) ] || echo UNIT_COMPAT=no) $$stage; then \
+			done_stages+=("$$(printf '%-12s %-5s ok     %4d s' $$stage $$rel $$((SECONDS - s)))"); \
 		else \
-			rc=$$?; failed=$$stage; \
-			done_stages+=("$$(printf '%-12s FAILED %4d s' $$stage $$((SECONDS - s)))"); \
+			rc=$$?; failed=$$step; \
+			done_stages+=("$$(printf '%-12s %-5s FAILED %4d s' $$stage $$rel $$((SECONDS - s)))"); \
 			break; \
 		fi; \
 	done; \
 	echo; echo "=== summary ==="; printf '%s\n' "$${done_stages[@]}"; \
-	if [ -n "$$failed" ]; then echo "make test: FAILED at $$failed after $$((SECONDS - t0)) s"; exit $$rc; fi; \
-	echo "make test: all stages passed in $$((SECONDS - t0)) s"
+	if [ -n "$$failed" ]; then echo "make: FAILED at $$failed after $$((SECONDS - t0)) s"; exit $$rc; fi; \
+	echo "make: all stages passed in $$((SECONDS - t0)) s"
+endef
+
+# Everything on the newest release, then the importer, then the older releases.
+TEST_STEPS = $(addsuffix @$(NEWEST),$(TEST_STAGES) galaxy host-floor) $(MATRIX_STEPS)
+MATRIX_STAGES := unit sanity integration-controller host-floor demo-rerun
+MATRIX_STEPS = $(foreach rel,$(OLDER),$(addsuffix @$(rel),$(MATRIX_STAGES)))
+
+test:
+	$(call run_stages,$(TEST_STEPS))
+
+# unit, sanity, integration, the host floor and the demo on the older releases.
+matrix:
+	$(call run_stages,$(MATRIX_STEPS))
+
+# --- the host floor ----------------------------------------------------------------
+
+# The host-side integration targets (modules that run on the nodes) with the
+# oldest host Python $(VENV)'s release supports and RHEL 9's cryptography, as
+# the hosts' Python (testhost's ansible_python_interpreter); the controller
+# side runs in $(VENV) as always (tests/host-floor/targets.yml).
+HOST_FLOOR_TARGETS := install certs_info expiry_check node_key reload host_without_cryptography
+VENV_REL = $(shell $(VENV_BIN)/python -c 'from ansible.release import __version__ as v; print(".".join(v.split(".")[:2]))')
+HOST_FLOOR_PY = $(HOST_PYTHON_$(VENV_REL))
+HOST_FLOOR_VENV = $(BUILD)/host-py$(HOST_FLOOR_PY)-cryptography-$(HOST_CRYPTOGRAPHY)
+
+host-floor: install
+	test -n "$(HOST_FLOOR_PY)" || { echo "host-floor: no host floor for ansible-core $(VENV_REL)"; exit 1; }
+	test -x $(HOST_FLOOR_VENV)/bin/python || { \
+		$(PYENV_ROOT)/versions/$(HOST_FLOOR_PY)/bin/python3 -m venv $(HOST_FLOOR_VENV) && \
+		$(HOST_FLOOR_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+			'cryptography==$(HOST_CRYPTOGRAPHY)'; }
+	printf '%s\n' '[floor]' 'testhost ansible_connection=local ansible_python_interpreter=$(HOST_FLOOR_VENV)/bin/python' \
+		> $(BUILD)/host-floor.ini
+	@echo "host-floor: ansible-core $(VENV_CORE), hosts on $$($(HOST_FLOOR_VENV)/bin/python -c \
+		'import sys, cryptography; print("Python %d.%d.%d" % sys.version_info[:3], "cryptography", cryptography.__version__)')"
+	ANSIBLE_ROLES_PATH=$(CURDIR)/tests/integration/targets ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) \
+		ANSIBLE_LOCALHOST_WARNING=false PATH=$(VENV_PATH) $(VENV_BIN)/ansible-playbook -i $(BUILD)/host-floor.ini \
+		-e 'host_floor_targets="$(HOST_FLOOR_TARGETS)"' \
+		tests/host-floor/targets.yml
+
+# --- Galaxy -------------------------------------------------------------------------
+
+# galaxy-importer on the built tarball, as Galaxy runs it on upload, offline
+# (tests/galaxy-importer.cfg: no ansible-test container; ansible-lint and
+# ansible-doc run), in a venv of its own (it pins ansible-lint and attrs).
+GALAXY_IMPORTER := galaxy-importer==0.4.44
+GALAXY_VENV := $(BUILD)/venv-galaxy-importer
+GALAXY_STAMP := $(GALAXY_VENV)/.stamp
+
+$(GALAXY_STAMP):
+	$(PYTHON_$(NEWEST)) -m venv $(GALAXY_VENV)
+	$(GALAXY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(GALAXY_IMPORTER)' $(CORE_$(NEWEST))
+	touch $@
+
+galaxy: build readmes-check $(GALAXY_STAMP)
+	rm -rf $(BUILD)/galaxy-importer && mkdir -p $(BUILD)/galaxy-importer
+	cd $(BUILD)/galaxy-importer && GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+		PATH=$(GALAXY_VENV)/bin:$(PATH) $(GALAXY_VENV)/bin/python -m galaxy_importer.main \
+		--output-path $(BUILD)/galaxy-importer $(TARBALL)
+	@python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); \
+		print("galaxy: importer accepted crdb.tls", r["metadata"]["version"], "with", len(r["contents"]), "content items")' \
+		$(BUILD)/galaxy-importer/importer_result.json
+	@echo "galaxy: ansible-builder finds the collection's Python requirements (meta/execution-environment.yml)"
+	$(MAKE) --no-print-directory install
+	$(GALAXY_VENV)/bin/ansible-builder introspect $(COLLECTIONS) | tee $(BUILD)/galaxy-importer/introspect.txt
+	grep -q 'cryptography>=36' $(BUILD)/galaxy-importer/introspect.txt
+	@echo "galaxy: the example execution environment (docs/examples) is valid for ansible-builder"
+	rm -rf $(BUILD)/ee-context $(BUILD)/ee-src && mkdir -p $(BUILD)/ee-src
+	cp docs/examples/execution-environment.yml docs/examples/requirements.yml $(BUILD)/ee-src/
+	cp $(TARBALL) $(BUILD)/ee-src/crdb-tls.tar.gz
+	cd $(BUILD)/ee-src && $(GALAXY_VENV)/bin/ansible-builder create -f execution-environment.yml \
+		-c $(BUILD)/ee-context --output-filename Containerfile
+	test -s $(BUILD)/ee-context/Containerfile
+
+# Each role's README.md comes from its meta/argument_specs.yml.
+readmes: $(VENV_STAMP)
+	$(VENV_BIN)/python tests/scripts/role-readmes.py
+
+readmes-check: $(VENV_STAMP)
+	$(VENV_BIN)/python tests/scripts/role-readmes.py --check
 
 # --- demo -----------------------------------------------------------------------
 
@@ -174,14 +322,28 @@ demo: install
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) PATH=$(VENV_PATH) \
 		$(VENV_BIN)/ansible-playbook -i playbooks/inventory/demo.yml playbooks/demo.yml
 
+# The demo in a fresh dir, then again: the rerun must change nothing (make matrix).
+.PHONY: demo-rerun
+demo-rerun: install
+	rm -rf $(BUILD)/demo-rerun && mkdir -p $(BUILD)/demo-rerun
+	CRDB_TLS_DEMO_DIR=$(BUILD)/demo-rerun ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) PATH=$(VENV_PATH) \
+		$(VENV_BIN)/ansible-playbook -i playbooks/inventory/demo.yml playbooks/demo.yml > $(BUILD)/demo-rerun/first.log
+	tail -6 $(BUILD)/demo-rerun/first.log
+	CRDB_TLS_DEMO_DIR=$(BUILD)/demo-rerun ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) PATH=$(VENV_PATH) \
+		$(VENV_BIN)/ansible-playbook -i playbooks/inventory/demo.yml playbooks/demo.yml > $(BUILD)/demo-rerun/again.log
+	tail -6 $(BUILD)/demo-rerun/again.log
+	@! grep -E 'changed=[1-9]' $(BUILD)/demo-rerun/again.log || { echo "demo-rerun: the rerun changed something"; exit 1; }
+	@grep -qE '^node1 +: ok=[1-9]' $(BUILD)/demo-rerun/again.log
+	@echo "demo-rerun: the rerun changed nothing"
+
 # --- cleaning -------------------------------------------------------------------
 
 clean:
 	rm -rf $(BUILD) demo-certs .pytest_cache tests/output
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path './.venv*' -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .cache
+	rm -rf .venv $(addprefix .venv-,$(ANSIBLE_RELEASES)) .cache
 
 # --- Go test programs -----------------------------------------------------------
 
