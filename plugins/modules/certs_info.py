@@ -29,8 +29,9 @@ description:
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - Python 3 and cryptography >= 41.0 on the host the module runs on (Debian and Ubuntu package
-    C(python3-cryptography), RHEL C(python3-cryptography)).
+  - Python 3 and cryptography 3.4.8 or later on the host the module runs on (tested at 3.4.8, RHEL 9's): the
+    package C(python3-cryptography) on Debian, Ubuntu and RHEL, or C(pip install cryptography). Without it the
+    module fails with a message naming that package.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

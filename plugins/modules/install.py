@@ -28,7 +28,12 @@ description:
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - Python 3 and cryptography >= 41.0 on the target host (Debian/Ubuntu C(python3-cryptography)).
+  - Python 3 on the target host. Without cryptography there, the node checks names, layout, owners and
+    permissions and leaves the content checks to the controller (the action plugin makes them before anything
+    is sent).
+  - cryptography 3.4.8 or later on the host (C(python3-cryptography)) only to install a certificate sent without
+    its key (keys made on the host), and, where it is installed, the node checks the content of a certs dir that
+    holds other certificates or keys again.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
