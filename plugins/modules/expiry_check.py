@@ -28,7 +28,7 @@ description:
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - Python 3 and cryptography 3.4.8 or later on the host the module runs on (tested at 3.4.8, RHEL 9's): the
+  - Python 3 and cryptography 3.4.8 or later on the host the module runs on (tested at 3.4.8, RHEL 9's), from the
     package C(python3-cryptography) on Debian, Ubuntu and RHEL, or C(pip install cryptography). Without it the
     module fails with a message naming that package.
 extends_documentation_fragment:

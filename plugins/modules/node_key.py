@@ -34,7 +34,7 @@ description:
 author:
   - crdb.tls contributors (@crdb-tls)
 requirements:
-  - cryptography 3.4.8 or later on the host (tested at 3.4.8, RHEL 9's): the package C(python3-cryptography) on
+  - cryptography 3.4.8 or later on the host (tested at 3.4.8, RHEL 9's), from the package C(python3-cryptography) on
     Debian, Ubuntu and RHEL, or C(pip install cryptography); the C(crdb.tls.node) role installs it when missing.
     Without it the module fails with a message naming that package (see O(require_cryptography)).
 extends_documentation_fragment:
