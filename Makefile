@@ -292,7 +292,9 @@ galaxy: build readmes-check $(GALAXY_STAMP)
 	rm -rf $(BUILD)/galaxy-importer && mkdir -p $(BUILD)/galaxy-importer
 	cd $(BUILD)/galaxy-importer && GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
 		PATH=$(GALAXY_VENV)/bin:$(PATH) $(GALAXY_VENV)/bin/python -m galaxy_importer.main \
-		--output-path $(BUILD)/galaxy-importer $(TARBALL)
+		--output-path $(BUILD)/galaxy-importer $(TARBALL) 2>&1 | tee $(BUILD)/galaxy-importer/import.log
+	@! grep -E '^(ERROR|WARNING)' $(BUILD)/galaxy-importer/import.log || \
+		{ echo "galaxy: the importer reported the errors or warnings above"; exit 1; }
 	@python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); \
 		print("galaxy: importer accepted crdb.tls", r["metadata"]["version"], "with", len(r["contents"]), "content items")' \
 		$(BUILD)/galaxy-importer/importer_result.json

@@ -55,6 +55,7 @@ PLAYBOOK = """\
     crdb_tls_group: "{{ lookup('ansible.builtin.pipe', 'id -gn') }}"
     crdb_tls_sans_from_facts: false
     crdb_tls_pki_dir: "{{ pki_volume }}"
+    crdb_tls_layout: standard
     crdb_tls_key_type: ecdsa
     crdb_tls_reload: false
   roles:
