@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: crdb.tls contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write roles/<role>/README.md from roles/<role>/meta/argument_specs.yml.
 
-Usage: role-readmes.py [--check]
+Usage: python tests/scripts/role-readmes.py [--check]
 
 One place for a role's variables: its argument specs (which ansible-core
 also checks at run time). Each README is generated from them; --check exits 1
