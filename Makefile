@@ -338,6 +338,20 @@ demo-rerun: install
 	@grep -qE '^node1 +: ok=[1-9]' $(BUILD)/demo-rerun/again.log
 	@echo "demo-rerun: the rerun changed nothing"
 
+# --- release ----------------------------------------------------------------------
+
+# make release NEW_VERSION=x.y.z: sets galaxy.yml's version and releases the
+# changelog (every fragment not yet released goes into CHANGELOG.rst and
+# changelogs/changelog.yaml). Commit that with the tombstones in
+# meta/runtime.yml for what the release removes (a tombstone's removal_version
+# may not be later than galaxy.yml's version: ansible-test runtime-metadata).
+.PHONY: release
+release: $(VENV_STAMP)
+	@echo "$(NEW_VERSION)" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+$$' || { echo "release: NEW_VERSION=x.y.z is required"; exit 1; }
+	sed -i 's/^version:.*/version: $(NEW_VERSION)/' galaxy.yml
+	PATH=$(VENV_PATH) $(VENV_BIN)/antsibull-changelog release --version $(NEW_VERSION)
+	$(VENV_BIN)/antsibull-changelog lint
+
 # --- cleaning -------------------------------------------------------------------
 
 clean:
