@@ -534,9 +534,8 @@ def node_cert_with_key_block_appended(d):
 def client_node_broken_node_crt_good(d):
     ca = root()
     standard(d, ca)
+    d.leaf("client.node", client_cert(ca, "node"))
     d.write("client.node.crt", b"not a certificate\n")
-    d.write("client.node.key", key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()), mode=0o600)
 
 
 @scenario()

@@ -33,6 +33,7 @@ from peerlib import OPENSSL, ansible_tool, collections_path
 PEER_TIMEOUT = 120
 PLAYBOOK_TIMEOUT = 900
 
+
 # How certs_info is told what the Go peer gets from its flags and process
 # (certs_info's options identity, process_group, skip_key_permission_check).
 # A setting left at its default is not passed.
