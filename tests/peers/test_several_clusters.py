@@ -21,7 +21,9 @@ Then, with real peers:
   the hosts.
 """
 
+import grp
 import os
+import pwd
 import re
 import subprocess
 
@@ -80,8 +82,6 @@ def inventory(root, layouts=None, shared_pki=False, extra_b=()):
 
 
 def _me():
-    import grp
-    import pwd
     return pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
 
 
