@@ -3,12 +3,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Install a host's certificate files into its certs dir in one call, validated first.
 
-The new set is first assembled in a private staging directory inside the
-certs dir (CockroachDB skips subdirectories) with the final owners and modes,
-together with the files already there, and read back with the validator. Only
-when the files this call manages have no problem is the set written into the
-certs dir, as one journaled :class:`fileio.FileSet`. A set that fails
-validation changes nothing, so nothing is ever reloaded into a broken state.
+The certs dir is opened without following links (:func:`fileio.open_dir`,
+strict: a certs dir that is a link is refused) and worked on through its fd;
+every file this module reads, writes or fixes there is ``lstat``-ed and
+refused, by name, when it is a link or not a regular file.
+
+The new set is first assembled in a private staging directory outside the
+certs dir, where the certs dir's owner cannot reach (a directory made by
+``tempfile.mkdtemp``, mode 0700, holding the staged certs dir), from the new
+files and only the files already there that CockroachDB reads (certificates
+and their keys, read through ``O_NOFOLLOW`` fds, size-bounded), with the
+final owners and modes, and read back with the validator. Only when the
+files this call manages have no problem is the set written into the certs
+dir, as one journaled :class:`fileio.FileSet`. A set that fails validation
+changes nothing, so nothing is ever reloaded into a broken state.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,12 +26,17 @@ __metaclass__ = type
 import os
 import pwd
 import shutil
+import stat
 import tempfile
+import time
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio, pem, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
-STAGING_PREFIX = ".crdb-tls-staging-"
+STAGING_PREFIX = "crdb-tls-staging-"
+# What staging copies from a certs dir: at most this many files, this many bytes in all.
+STAGING_MAX_FILES = 1000
+STAGING_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _uid_known(owner):
@@ -67,70 +80,140 @@ def _wanted(certificates, keys, owner, group, key_owner, key_group):
     return wanted
 
 
-def _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons):
-    """Create a missing certs dir; returns ``(created dirs, attribute fix needed)``.
+def _open_certs_dir(dest, dir_mode, owner, group, check_mode, reasons):
+    """The certs dir as a :class:`fileio.Dir` (None in check mode when it is missing), and whether its attributes drifted.
 
-    A drifted mode or owner of an existing dir is only reported here: the
-    caller fixes it once the new set passed validation.
+    A missing certs dir is made (parents 0755 as ``mkdir -p`` would, then the
+    dir 0700, chowned and given ``dir_mode`` through its fd). A drifted mode
+    or owner of an existing dir is only reported here: the caller fixes it
+    once the new set passed validation. A link anywhere an unprivileged user
+    could have planted it, and a certs dir that is itself a link, are refused.
     """
-    if not os.path.isdir(dest):
-        if os.path.exists(dest):
-            raise CrdbTlsError("certs dir %s exists but is not a directory" % dest)
+    what = "certs dir"
+    handle = fileio.probe_dir(dest, what, strict=True)
+    if handle is None:
         reasons.append("certs dir %s created" % dest)
-        created = []
-        if not check_mode:
-            missing, parent = [], os.path.dirname(dest.rstrip("/"))
-            while parent and not os.path.isdir(parent):
-                missing.append(parent)
-                parent = os.path.dirname(parent)
-            for path in reversed(missing):
-                try:
-                    os.mkdir(path, 0o755)
-                except FileExistsError:
-                    # Another host's run (forks share one machine) made it first.
-                    if not os.path.isdir(path):
-                        raise
-                    continue
-                created.insert(0, path)
-            os.mkdir(dest, 0o700)
-            created.insert(0, dest)
-            os.chown(dest, fileio.resolve_uid(owner), fileio.resolve_gid(group))
-            os.chmod(dest, dir_mode)
-        return created, False
-    drift = fileio.attribute_drift(dest, dir_mode, owner, group)
+        if check_mode:
+            return None, False
+        handle = fileio.open_dir(dest, what, make=(0o755, 0o700), strict=True)
+        if os.path.abspath(dest) in handle.made:
+            uid, gid = fileio.resolve_uid(owner), fileio.resolve_gid(group)
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fd, uid, gid)
+            os.fchmod(handle.fd, dir_mode)
+        return handle, False
+    drift = handle.own_drift(dir_mode, owner, group)
     if drift:
         reasons.append("certs dir %s: %s" % (dest, drift))
-        return [], True
-    return [], False
+        return handle, True
+    return handle, False
 
 
-def _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
-                     expected_ui_hosts, layout, purpose, checked):
-    """Problems of the managed files in the set as it would be after the install."""
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest)
+def _remove_made(handle):
+    """Remove the dirs a refused first install made (deepest first): leave no trace."""
+    for path in reversed(handle.made):
+        try:
+            os.rmdir(path)
+        except OSError:
+            break
+
+
+def _read_names(handle, incoming):
+    """The names CockroachDB reads in the certs dir that staging copies: certificates and the keys beside them."""
+    names = []
+    present = set(handle.listdir())
+    for name in sorted(present):
+        if name in incoming or name.startswith("."):
+            continue
+        if rules.classify(name) is not None:
+            names.append(name)
+        elif _cert_of_key(name) in present or _cert_of_key(name) in incoming:
+            names.append(name)
+    return names
+
+
+def _cert_of_key(name):
+    if name.endswith(rules.PKCS8_SUFFIX):
+        return name[:-len(rules.PKCS8_SUFFIX)] + rules.CERT_SUFFIX
+    if name.endswith(rules.KEY_SUFFIX):
+        return name[:-len(rules.KEY_SUFFIX)] + rules.CERT_SUFFIX
+    return None
+
+
+def clean_stale_staging(reasons):
+    """Remove staging dirs a run cut short left in the temp dir (root-only, older than an hour); report them."""
+    base = tempfile.gettempdir()
+    cutoff = time.time() - fileio.LITTER_AGE
     try:
-        os.chown(staging, fileio.resolve_uid(owner), fileio.resolve_gid(group))
-        incoming = set(w[0] for w in wanted)
-        for name in os.listdir(dest):
-            path = os.path.join(dest, name)
-            if name in incoming or name.startswith(".") or not os.path.isfile(path):
-                continue
-            target = os.path.join(staging, name)
-            shutil.copy2(path, target)
-            st = os.stat(path)
-            os.chown(target, st.st_uid, st.st_gid)
-        files = fileio.FileSet(staging)
-        for name, data, mode, fowner, fgroup in wanted:
-            files.add(name, data, mode, fowner, fgroup)
-        files.commit(locked=True, durable=False)   # a scratch copy, removed below
+        with fileio.open_dir(base, "temp dir") as tmp:
+            for name in sorted(tmp.listdir()):
+                if not name.startswith(STAGING_PREFIX):
+                    continue
+                st = tmp.lstat(name)
+                if (st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid()
+                        or stat.S_IMODE(st.st_mode) & 0o077 or st.st_mtime >= cutoff):
+                    continue
+                try:
+                    tmp.remove_tree(name)
+                except OSError:
+                    continue
+                reasons.append("removed %s, left by an interrupted install" % os.path.join(base, name))
+    except (CrdbTlsError, OSError):
+        pass
+
+
+def _validate_staged(handle, wanted, managed, owner, group, process_user, expected_hosts,
+                     expected_ui_hosts, layout, purpose, checked):
+    """``(problems of the managed files, problems of the whole set)`` as the certs dir would be after the install.
+
+    The staged certs dir lives in a root-only temp dir: the certs dir's owner
+    can neither reach it nor make it copy more than the files CockroachDB
+    reads (each size-bounded).
+    """
+    dest = handle.path
+    incoming = set(w[0] for w in wanted)
+    copies, total = [], 0
+    names = _read_names(handle, incoming)
+    if len(names) > STAGING_MAX_FILES:
+        raise CrdbTlsError("certs dir %s holds %d certificate and key files, more than the %d an install reads"
+                           % (dest, len(names), STAGING_MAX_FILES))
+    for name in names:
+        st = handle.regular(name, "file")
+        data = handle.read(name, "file")
+        if data is None:
+            continue
+        total += len(data)
+        if total > STAGING_MAX_BYTES:
+            raise CrdbTlsError("certs dir %s: its certificate and key files hold more than %d bytes in all"
+                               % (dest, STAGING_MAX_BYTES))
+        copies.append((name, data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+    outer = tempfile.mkdtemp(prefix=STAGING_PREFIX)   # 0700, this process's user: nobody else gets in
+    try:
+        staging = os.path.join(outer, "certs")
+        os.mkdir(staging, 0o700)
+        with fileio.open_dir(staging) as stage:
+            os.fchown(stage.fd, fileio.resolve_uid(owner), fileio.resolve_gid(group))
+            files = fileio.FileSet(stage)
+            for entry in copies:
+                files.add(*entry)
+            for name, data, mode, fowner, fgroup in wanted:
+                files.add(name, data, mode, fowner, fgroup)
+            files.commit(locked=True, durable=False)   # a scratch copy, removed below
         report = _inspect(staging, checked, process_user=process_user, expected_hosts=expected_hosts,
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    names = managed | set(w[0] for w in wanted)
+        shutil.rmtree(outer, ignore_errors=True)
+    everything = [p.replace(staging, dest) for p in report["problems"]]
+    names = managed | incoming
     if layout and purpose == "node":
         names |= set(rules.layout_files(layout))
-    return [p.replace(staging, dest) for p in report["problems"] if p.split(":", 1)[0] in names]
+    return [p for p in everything if p.split(":", 1)[0] in names], everything
+
+
+def _refuse_links(handle, names):
+    """Refuse, naming it, any of ``names`` in the certs dir that is a link or not a regular file."""
+    for name in sorted(set(names)):
+        handle.regular(name, "file")
 
 
 def install(dest, certificates, keys, owner=None, group=None, key_owner=None, key_group=None, dir_mode=0o700,
@@ -157,63 +240,82 @@ def install(dest, certificates, keys, owner=None, group=None, key_owner=None, ke
         except CrdbTlsError as exc:
             raise CrdbTlsError("certificate %s to install is not valid: %s" % (name, exc))
     reasons = []
-    created, fix_dir = _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    handle, fix_dir = _open_certs_dir(dest, dir_mode, owner, group, check_mode, reasons)
     result = {"dest": dest, "reasons": reasons, "changed_files": [], "problems": [], "fingerprints": fingerprints}
-    if check_mode and not os.path.isdir(dest):
+    if handle is None:
         result["changed_files"] = [w[0] for w in wanted]
         result["changed"] = True
         return result
-    with fileio.dir_lock(dest):
-        if not check_mode:
-            done = fileio.recover(dest)
-            if done:
-                reasons.append("completed an interrupted update of %s" % ", ".join(done))
-        # Certificates sent without their key (keys made on the host): the key is the one there.
-        adopted, pending_paths = host_keys(dest, certificates, keys)
-        wanted.extend(_wanted({}, adopted, owner, group, key_owner, key_group))
-        writes, fixes = [], []
-        for name, data, mode, fowner, fgroup in wanted:
-            path = os.path.join(dest, name)
-            current = fileio.read_optional(path) if os.path.isfile(path) else None
-            if current != data:
-                writes.append((name, data, mode, fowner, fgroup))
-                reasons.append("%s %s" % (name, "is missing" if current is None else "content differs"))
-                continue
-            drift = fileio.attribute_drift(path, mode, fowner, fgroup)
-            if drift:
-                fixes.append((name, mode, fowner, fgroup))
-                reasons.append("%s: %s" % (name, drift))
-        if (writes or fixes or fix_dir) and validate and not check_mode:
-            problems = _validate_staged(dest, wanted, managed, owner, group, process_user, expected_hosts,
-                                        expected_ui_hosts, layout, purpose, checked)
-            if problems:
-                for path in created:   # deepest first: leave no trace of a refused install
-                    try:
-                        os.rmdir(path)
-                    except OSError:
-                        break
-                raise CrdbTlsError("refusing to install into %s, the new set would not work: %s"
-                                   % (dest, "; ".join(problems)))
-        if not check_mode:
-            if writes:
-                files = fileio.FileSet(dest)
-                for entry in writes:
-                    files.add(*entry)
-                files.commit(locked=True)
-            for path in pending_paths:
-                os.unlink(path)   # now in place under its own name
-            for name, mode, fowner, fgroup in fixes:
-                fileio.set_attributes(os.path.join(dest, name), mode, fowner, fgroup)
-            if fix_dir:
-                fileio.set_attributes(dest, dir_mode, owner, group)
+    with handle, handle.locked():
+        writes, fixes, report = _install_locked(
+            handle, wanted, managed, certificates, keys, owner, group, key_owner, key_group, dir_mode, fix_dir,
+            process_user, expected_hosts, expected_ui_hosts, layout, validate, check_mode, purpose, checked,
+            reasons)
     result["changed_files"] = [w[0] for w in writes] + [f[0] for f in fixes]
     result["changed"] = bool(reasons)
     result["content_changed"] = bool(writes)
-    if validate and (writes or fixes) and not check_mode:
-        report = _inspect(dest, checked, process_user=process_user, expected_hosts=expected_hosts,
-                          expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
-        result["problems"] = report["problems"]
+    if report is not None:
+        result["problems"] = report
     return result
+
+
+def _install_locked(handle, wanted, managed, certificates, keys, owner, group, key_owner, key_group, dir_mode,
+                    fix_dir, process_user, expected_hosts, expected_ui_hosts, layout, validate, check_mode,
+                    purpose, checked, reasons):
+    if not check_mode:
+        recovered = fileio.recover_report(handle)
+        if recovered["completed"]:
+            reasons.append("completed an interrupted update of %s" % ", ".join(recovered["completed"]))
+        if recovered["rolled_back"]:
+            reasons.append("rolled back an interrupted update of %s (a rename was refused)"
+                           % ", ".join(recovered["rolled_back"]))
+        if recovered["removed"]:
+            reasons.append("removed litter of an interrupted run: %s" % ", ".join(recovered["removed"]))
+        clean_stale_staging(reasons)
+    names = [w[0] for w in wanted] + [rules.key_name(n) for n in certificates
+                                      if (rules.classify(n) or (None,))[0] not in (None,) + tuple(rules.CA_KINDS)]
+    _refuse_links(handle, names + [rules.pending_key_name(n) for n in names if n.endswith(rules.KEY_SUFFIX)])
+    # Certificates sent without their key (keys made on the host): the key is the one there.
+    adopted, pending_names = host_keys(handle, certificates, keys)
+    wanted.extend(_wanted({}, adopted, owner, group, key_owner, key_group))
+    writes, fixes = [], []
+    for name, data, mode, fowner, fgroup in wanted:
+        current = handle.read(name, "file")
+        if current != data:
+            writes.append((name, data, mode, fowner, fgroup))
+            reasons.append("%s %s" % (name, "is missing" if current is None else "content differs"))
+            continue
+        drift = handle.attribute_drift(name, mode, fowner, fgroup)
+        if drift:
+            fixes.append((name, mode, fowner, fgroup))
+            reasons.append("%s: %s" % (name, drift))
+    report = None
+    if (writes or fixes or fix_dir) and validate and not check_mode:
+        if process_user is None:
+            # The validator's default: the certs dir's owner, as it will be.
+            uid = fileio.resolve_uid(owner) if owner not in (None, "") else handle.stat().st_uid
+            process_user = str(uid) if _uid_known(uid) else None
+        problems, everything = _validate_staged(handle, wanted, managed, owner, group, process_user,
+                                                expected_hosts, expected_ui_hosts, layout, purpose, checked)
+        if problems:
+            _remove_made(handle)
+            raise CrdbTlsError("refusing to install into %s, the new set would not work: %s"
+                               % (handle.path, "; ".join(problems)))
+        if writes or fixes:
+            report = everything
+    if not check_mode:
+        if writes:
+            files = fileio.FileSet(handle)
+            for entry in writes:
+                files.add(*entry)
+            files.commit(locked=True)
+        for name in pending_names:
+            handle.unlink(name)   # now in place under its own name
+        for name, mode, fowner, fgroup in fixes:
+            handle.set_attributes(name, mode, fowner, fgroup)
+        if fix_dir:
+            handle.set_own_attributes(dir_mode, owner, group)
+    return writes, fixes, report
 
 
 def default_group(owner, group):
@@ -228,20 +330,23 @@ def make_certs_dir(dest, owner=None, group=None, dir_mode=0o700, check_mode=Fals
     if not os.path.isabs(dest):
         raise CrdbTlsError("certs dir %r must be an absolute path" % dest)
     reasons = []
-    _ensure_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    handle, _fix = _open_certs_dir(dest, dir_mode, owner, group, check_mode, reasons)
+    if handle is not None:
+        handle.close()
     return [r for r in reasons if r.endswith(" created")]
 
 
-def host_keys(dest, certificates, keys):
+def host_keys(handle, certificates, keys):
     """Keys already on the host for the certificates sent without theirs.
 
-    Only certificates whose content changes are looked at. Their key is the
-    key in place when it matches, else a new key waiting beside it
-    (``node_keys.pending_key_name``) that matches: that one is returned to be
-    installed in the same set as the certificate, with the paths to remove
-    once it is in place. A certificate matching neither is refused here,
-    before anything is written. Returns ``({key name: bytes}, [paths])``;
-    the key bytes stay in this process.
+    ``handle``: the certs dir (:class:`fileio.Dir`). Only certificates whose
+    content changes are looked at. Their key is the key in place when it
+    matches, else a new key waiting beside it (``rules.pending_key_name``)
+    that matches: that one is returned to be installed in the same set as the
+    certificate, with the names to remove once it is in place. A certificate
+    matching neither is refused here, before anything is written; a key that
+    is a link is refused, never adopted. Returns ``({key name: bytes},
+    [names])``; the key bytes stay in this process.
     """
     todo = []
     for name, data in sorted(certificates.items()):
@@ -251,42 +356,40 @@ def host_keys(dest, certificates, keys):
         key_file = rules.key_name(name)
         if key_file in keys:
             continue
-        path = os.path.join(dest, name)
-        if os.path.isdir(dest) and os.path.isfile(path) and fileio.read_optional(path) == data:
+        if handle.read(name, "file") == data:
             continue
         todo.append((name, data, key_file))
     if not todo:
         return {}, []
-    from ansible_collections.crdb.tls.plugins.module_utils import node_keys, pki
+    from ansible_collections.crdb.tls.plugins.module_utils import pki
     if not pki.HAS_CRYPTOGRAPHY:
         raise CrdbTlsError("%s come without their keys (keys made on the host): checking them against the "
                            "host's keys needs python3-cryptography on this host" % ", ".join(t[0] for t in todo))
-    adopted, pending_paths = {}, []
+    adopted, pending_names = {}, []
     for name, data, key_file in todo:
         leaf = pki.load_certificates(data, "certificate %s to install" % name)[0]
-        pending_file = node_keys.pending_key_name(key_file)
+        pending_file = rules.pending_key_name(key_file)
         tried = []
         for candidate in (key_file, pending_file):
-            path = os.path.join(dest, candidate)
-            key_data = fileio.read_optional(path) if os.path.isfile(path) else None
+            key_data = handle.read(candidate, "key")
             if key_data is None:
                 tried.append("%s is missing" % candidate)
                 continue
             try:
-                key = pki.load_private_key(key_data, path, trusted=True)
+                key = pki.load_private_key(key_data, handle.join(candidate), trusted=True)
             except CrdbTlsError as exc:
                 tried.append(str(exc))
                 continue
             if pki.keys_match(leaf, key):
                 if candidate == pending_file:
                     adopted[key_file] = key_data
-                    pending_paths.append(path)
+                    pending_names.append(candidate)
                 break
             tried.append("%s does not match it" % candidate)
         else:
             raise CrdbTlsError("refusing to install %s into %s: it comes without its key and no key on the host "
-                               "matches it (%s)" % (name, dest, "; ".join(tried)))
-    return adopted, pending_paths
+                               "matches it (%s)" % (name, handle.path, "; ".join(tried)))
+    return adopted, pending_names
 
 
 def _inspect(directory, checked, **kwargs):

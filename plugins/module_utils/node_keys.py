@@ -24,18 +24,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
-PENDING_PREFIX = ".crdb-tls-next."
+PENDING_PREFIX = rules.PENDING_KEY_PREFIX
 ROTATE_ALL = "all"
 
 
 def pending_key_name(key_file):
     """The hidden name a new key waits under until its certificate is installed."""
-    return PENDING_PREFIX + key_file
+    return rules.pending_key_name(key_file)
 
 
 def wanted(layout=None, hosts=None, users=None, ui_hosts=None, organization=rules.DEFAULT_ORGANIZATION,
@@ -91,14 +92,31 @@ def pem_bytes(value):
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
 
-def _load_key(path, what):
-    """``(key, reason)``: the key at ``path`` (None when missing), or why it cannot serve."""
-    if not os.path.exists(path):
+def _load_key(handle, name):
+    """``(key, reason)``: key file ``name`` in the certs dir (None when missing), or why it cannot serve.
+
+    Read through an ``O_NOFOLLOW`` fd: a link there was refused by :func:`ensure` already.
+    """
+    try:
+        data = handle.read(name, "key")
+    except CrdbTlsError as exc:
+        return None, "%s is unreadable: %s" % (name, exc)
+    if data is None:
         return None, None
     try:
-        return pki.load_private_key(fileio.read_file(path, "key"), path), None
+        return pki.load_private_key(data, handle.join(name)), None
     except CrdbTlsError as exc:
-        return None, "%s is unreadable: %s" % (what, exc)
+        return None, "%s is unreadable: %s" % (name, exc)
+
+
+def _refuse_links(handle, certificates):
+    """Refuse, naming it, a link or non-regular file where this module reads or writes in the certs dir."""
+    names = set(n for n in rules.FIXED_NAMES if rules.FIXED_NAMES[n] in rules.CA_KINDS)
+    for spec, _role in certificates:
+        key_file = rules.key_name(spec.filename)
+        names.update((spec.filename, key_file, pending_key_name(key_file)))
+    for name in sorted(names):
+        handle.regular(name, "file")
 
 
 def _cert_reasons(certs_dir, spec, key, issuer, renew_before, now):
@@ -167,42 +185,56 @@ def ensure(certs_dir, certificates, issuers=None, key_type=pki.DEFAULT_KEY_TYPE,
     key_owner = owner if key_owner in (None, "") else key_owner
     key_group = group if key_group in (None, "") else key_group
     key_mode = fileio.key_mode_for(key_owner, key_group)
-    exists = os.path.isdir(certs_dir)
-    if not exists and os.path.exists(certs_dir):
-        raise CrdbTlsError("certs dir %s exists but is not a directory" % certs_dir)
+    handle = fileio.probe_dir(certs_dir, "certs dir", strict=True)
     result = {"changed": False, "reasons": [], "csrs": {}, "certificates": {}, "keys_written": [],
               "certs_dir": certs_dir}
-    for spec, role in certificates:
-        state = _one(certs_dir if exists else None, spec, loaded.get(role), key_spec, key_mode, key_owner,
-                     key_group, renew_before, ROTATE_ALL in rotate or spec.filename in rotate, check_mode, now)
-        result["certificates"][spec.filename] = state["public"]
-        result["reasons"].extend(state["reasons"])
-        if state["csr"] is not None:
-            result["csrs"][spec.filename] = state["csr"]
-        result["keys_written"].extend(state["written"])
-        result["changed"] = result["changed"] or state["changed"]
+    with handle if handle is not None else _nothing():
+        if handle is not None:
+            _refuse_links(handle, certificates)
+        for spec, role in certificates:
+            state = _one(handle, spec, loaded.get(role), key_spec, key_mode, key_owner, key_group, renew_before,
+                         ROTATE_ALL in rotate or spec.filename in rotate, check_mode, now)
+            _merge(result, spec, state)
     return result
 
 
-def _one(certs_dir, spec, issuer, key_spec, key_mode, key_owner, key_group, renew_before, rotate, check_mode,
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
+def _merge(result, spec, state):
+    result["certificates"][spec.filename] = state["public"]
+    result["reasons"].extend(state["reasons"])
+    if state["csr"] is not None:
+        result["csrs"][spec.filename] = state["csr"]
+    result["keys_written"].extend(state["written"])
+    result["changed"] = result["changed"] or state["changed"]
+
+
+def _one(handle, spec, issuer, key_spec, key_mode, key_owner, key_group, renew_before, rotate, check_mode,
          now):
     cert_name = spec.filename
     key_file = rules.key_name(cert_name)
     pending_file = pending_key_name(key_file)
     out = {"reasons": [], "csr": None, "written": [], "changed": False,
            "public": {"status": "valid", "key": key_file, "reasons": []}}
-    if certs_dir is None:   # check mode before the certs dir exists
+    if handle is None:   # check mode before the certs dir exists
         out["reasons"].append("%s: a new %s key would be made" % (key_file, pki.describe_key_spec(key_spec)))
         out["public"].update(status="requested", reasons=list(out["reasons"]))
         out["changed"] = True
         return out
-    key_path = os.path.join(certs_dir, key_file)
-    pending_path = os.path.join(certs_dir, pending_file)
-    key, key_problem = _load_key(key_path, key_file)
-    pending, pending_problem = _load_key(pending_path, pending_file)
+    certs_dir = handle.path
+    key, key_problem = _load_key(handle, key_file)
+    pending, pending_problem = _load_key(handle, pending_file)
     if pending is not None and pki.key_spec_of(pending) != key_spec:
         pending_problem = "%s is a %s key, want %s" % (
             pending_file, pki.describe_key_spec(pki.key_spec_of(pending)), pki.describe_key_spec(key_spec))
+        pending = None
+    if pending is not None and key is not None and pki.public_key_bytes(pending.public_key()) == \
+            pki.public_key_bytes(key.public_key()):
+        # An install moved it into place and stopped before removing the hidden name.
+        pending_problem = "it is %s already" % key_file
         pending = None
     key_reasons = []
     if key_problem:
@@ -224,6 +256,11 @@ def _one(certs_dir, spec, issuer, key_spec, key_mode, key_owner, key_group, rene
         else:
             make_pending = True
             use = None
+    elif pending is not None:
+        # A rotation begun earlier whose certificate was never installed: it goes on (a key the
+        # controller may have certified already is never dropped), and the next install moves it in.
+        use = pending
+        reasons.append("%s: the rotation begun earlier goes on with the key waiting in %s" % (key_file, pending_file))
     cert_reasons = _cert_reasons(certs_dir, spec, use, issuer, renew_before, now) if use is not None else []
     if use is None or use is not key:
         # A new key always needs a new certificate.
@@ -234,23 +271,23 @@ def _one(certs_dir, spec, issuer, key_spec, key_mode, key_owner, key_group, rene
                        % (key_file, pki.describe_key_spec(key_spec), pending_file))
         if not check_mode:
             use = pki.generate_key(*key_spec)
-            fileio.atomic_write(pending_path, pki.private_key_pem(use), key_mode, key_owner, key_group)
+            handle.write(pending_file, pki.private_key_pem(use), key_mode, key_owner, key_group)
             out["written"].append(pending_file)
         out["changed"] = True
-    elif os.path.lexists(pending_path) and use is not pending:
-        # Left over: its certificate never came, and the current key serves.
+    elif handle.exists(pending_file) and use is not pending:
+        # Left over: not a key that can serve, and the current key serves.
         reasons.append("%s removed: %s serves%s" % (pending_file, key_file,
                                                     " (%s)" % pending_problem if pending_problem else ""))
         if not check_mode:
-            os.unlink(pending_path)
+            handle.unlink(pending_file)
         out["changed"] = True
-    for path, name in ((key_path, key_file), (pending_path, pending_file)):
-        if os.path.isfile(path) and not (name == pending_file and use is not pending and not make_pending):
-            drift = fileio.attribute_drift(path, key_mode, key_owner, key_group)
+    for name in (key_file, pending_file):
+        if handle.exists(name) and not (name == pending_file and use is not pending and not make_pending):
+            drift = handle.attribute_drift(name, key_mode, key_owner, key_group)
             if drift:
                 reasons.append("%s: %s" % (name, drift))
                 if not check_mode:
-                    fileio.set_attributes(path, key_mode, key_owner, key_group)
+                    handle.set_attributes(name, key_mode, key_owner, key_group, "key")
                 out["changed"] = True
     if cert_reasons:
         out["changed"] = True

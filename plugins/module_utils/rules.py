@@ -159,6 +159,15 @@ def key_name(cert_name):
     return cert_name[:-len(CERT_SUFFIX)] + KEY_SUFFIX
 
 
+# A key made on the host waits under this hidden name until its certificate is installed.
+PENDING_KEY_PREFIX = ".crdb-tls-next."
+
+
+def pending_key_name(key_file):
+    """The hidden name a new key made on the host waits under until its certificate is installed."""
+    return PENDING_KEY_PREFIX + key_file
+
+
 def pkcs8_name(cert_name):
     """``client.<user>.key.pk8``, the DER PKCS#8 copy for Java clients."""
     return key_name(cert_name) + ".pk8"

@@ -29,6 +29,11 @@ def _read(path):
         return handle.read()
 
 
+def _temp(directory, name, data, mode):
+    with fileio.open_dir(directory) as handle:
+        return handle.write_temp(name, data, mode, -1, -1)
+
+
 def _litter(directory):
     return sorted(n for n in os.listdir(directory) if n.startswith(fileio.TMP_PREFIX))
 
@@ -142,11 +147,11 @@ def test_interrupted_commit_is_reported_then_rolled_forward(tmp_path, monkeypatc
     real_rename = os.rename
     calls = []
 
-    def crashing_rename(src, dst):
+    def crashing_rename(src, dst, **kwargs):
         calls.append(os.path.basename(dst))
         if len(calls) == 3:
             raise _Crash("power cut")
-        return real_rename(src, dst)
+        return real_rename(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "rename", crashing_rename)
     with pytest.raises(_Crash):
@@ -173,7 +178,7 @@ def test_interrupted_commit_is_reported_then_rolled_forward(tmp_path, monkeypatc
 
 def test_next_commit_completes_an_interrupted_one(tmp_path):
     d = str(tmp_path)
-    tmp = fileio._write_temp(d, "node.crt", b"new crt", 0o644, -1, -1)
+    tmp = _temp(d, "node.crt", b"new crt", 0o644)
     with open(os.path.join(d, fileio.JOURNAL_NAME), "wb") as handle:
         handle.write(json.dumps([[os.path.basename(tmp), "node.crt"]]).encode())
     fileio.FileSet(d).add("other.txt", b"x", 0o644).commit()
@@ -190,12 +195,12 @@ def test_unreadable_journal_reported(tmp_path):
 
 def test_recover_removes_old_litter_only(tmp_path):
     d = str(tmp_path)
-    old = fileio._write_temp(d, "a.crt", b"a", 0o644, -1, -1)
-    new = fileio._write_temp(d, "b.crt", b"b", 0o644, -1, -1)
+    old = os.path.join(d, _temp(d, "a.crt", b"a", 0o644))
+    new = _temp(d, "b.crt", b"b", 0o644)
     hours_ago = time.time() - 2 * fileio.LITTER_AGE
     os.utime(old, (hours_ago, hours_ago))
     assert fileio.recover(d) == []
-    assert _litter(d) == [os.path.basename(new)]
+    assert _litter(d) == [new]
 
 
 # --------------------------------------------------------------------------

@@ -65,12 +65,12 @@ def test_start_interrupted_mid_commit_is_completed_not_repeated(pki_dir, monkeyp
     real_rename = os.rename
     calls = []
 
-    def rename_then_die(src, dst):
+    def rename_then_die(src, dst, **kwargs):
         # Let the journal and the first CA file land, then cut the run short.
         calls.append(dst)
         if len(calls) == 3:
             raise KeyboardInterrupt("cut short")
-        return real_rename(src, dst)
+        return real_rename(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "rename", rename_then_die)
     with pytest.raises(KeyboardInterrupt):
