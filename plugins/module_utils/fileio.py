@@ -734,9 +734,11 @@ def recover_report(directory, staging_prefixes=()):
             staging = name.startswith(OLD_STAGING_PREFIX) or name.startswith(tuple(staging_prefixes))
             if not (temp or staging):
                 continue
+            # A link of a file still in place that no journal needs is removed at once.
+            spare = name.endswith(OLD_MARK + TMP_SUFFIX)
             try:
                 st = handle.lstat(name)
-                if st is not None and (staging or st.st_mtime < cutoff):
+                if st is not None and (staging or st.st_mtime < cutoff or spare and st.st_nlink > 1):
                     handle.remove_tree(name)
                     out["removed"].append(name)
             except OSError:

@@ -7,11 +7,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import multiprocessing
 import os
 import re
+import shutil
 import stat
+import subprocess
 import time
 
 import pytest
@@ -233,3 +236,231 @@ def test_dir_lock_excludes_another_process(tmp_path):
     proc.join(timeout=60)
     assert proc.exitcode == 0
     assert float(_read(acquired)) >= released
+
+
+# --------------------------------------------------------------------------
+# Directories and files never reached through a link
+# --------------------------------------------------------------------------
+
+IS_ROOT = os.geteuid() == 0
+
+
+def _state(path):
+    st = os.lstat(path)
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def test_open_dir_refuses_a_linked_certs_dir_naming_it(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir(mode=0o755)
+    link = tmp_path / "certs"
+    link.symlink_to(target)
+    with pytest.raises(CrdbTlsError, match=r"^certs dir %s is a symbolic link: refusing to follow it"
+                       % re.escape(str(link))):
+        fileio.open_dir(str(link), "certs dir", strict=True)
+    with pytest.raises(CrdbTlsError, match=r"is a symbolic link: refusing to follow it"):
+        fileio.open_dir(str(link), "certs dir", make=(0o755, 0o700), strict=True)
+    assert fileio.probe_dir(str(tmp_path / "nope" / "certs"), strict=True) is None
+    # Not strict: a link in a directory only this user can write to is this user's own.
+    os.chmod(str(tmp_path), 0o755)
+    with fileio.open_dir(str(link)) as handle:
+        assert os.path.samestat(handle.stat(), os.stat(str(target)))
+
+
+def test_open_dir_refuses_a_link_others_could_plant_on_the_way(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(str(shared), 0o777)   # anyone may swap entries here
+    real = tmp_path / "real"
+    (real / "certs").mkdir(parents=True)
+    (shared / "lib").symlink_to(real)
+    path = str(shared / "lib" / "certs")
+    with pytest.raises(CrdbTlsError, match=r"^directory %s: %s is a symbolic link in a directory others can write "
+                       r"to: refusing to follow it$" % (re.escape(path), re.escape(str(shared / "lib")))):
+        fileio.open_dir(path)
+    # The same link where only root (or this user) can write is followed.
+    os.chmod(str(shared), 0o755)
+    with fileio.open_dir(path) as handle:
+        assert os.path.samestat(handle.stat(), os.stat(str(real / "certs")))
+
+
+def test_open_dir_names_a_file_in_the_way(tmp_path):
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(CrdbTlsError, match=r"^d %s cannot be made: %s is not a directory$"
+                       % (re.escape(str(tmp_path / "f" / "x")), re.escape(str(tmp_path / "f")))):
+        fileio.open_dir(str(tmp_path / "f" / "x"), "d", make=(0o755, 0o700))
+    with pytest.raises(CrdbTlsError, match=r"^d %s exists but is not a directory$" % re.escape(str(tmp_path / "f"))):
+        fileio.open_dir(str(tmp_path / "f"), "d")
+
+
+def test_open_dir_makes_missing_dirs_with_their_modes(tmp_path):
+    path = str(tmp_path / "a" / "b" / "certs")
+    old = os.umask(0)
+    try:
+        with fileio.open_dir(path, make=(0o755, 0o700)) as handle:
+            assert handle.made == [str(tmp_path / "a"), str(tmp_path / "a" / "b"), path]
+    finally:
+        os.umask(old)
+    assert _mode(str(tmp_path / "a")) == 0o755 and _mode(path) == 0o700
+    with fileio.open_dir(path, make=(0o755, 0o700)) as handle:
+        assert handle.made == []
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "dir"])
+def test_reads_and_writes_refuse_what_is_not_a_regular_file(tmp_path, kind):
+    d = tmp_path / "certs"
+    d.mkdir()
+    outside = tmp_path / "outside.crt"
+    outside.write_bytes(b"root's file")
+    os.chmod(str(outside), 0o600)
+    name = d / "ca.crt"
+    if kind == "symlink":
+        name.symlink_to(outside)
+    elif kind == "fifo":
+        os.mkfifo(str(name))
+    else:
+        name.mkdir()
+    what = {"symlink": "a symbolic link", "fifo": "a FIFO", "dir": "a directory"}[kind]
+    message = r"^file %s is %s: refusing to use it" % (re.escape(str(name)), what)
+    before = (_read(str(outside)), _state(str(outside)))
+    with fileio.open_dir(str(d)) as handle:
+        with pytest.raises(CrdbTlsError, match=message):
+            handle.read("ca.crt")   # a FIFO would block an open without O_NONBLOCK: it does not
+        with pytest.raises(CrdbTlsError, match=message):
+            handle.set_attributes("ca.crt", 0o644, owner=65534)
+        with pytest.raises(CrdbTlsError, match=message):
+            handle.write("ca.crt", b"new", 0o644)
+    with pytest.raises(CrdbTlsError, match=message):
+        fileio.FileSet(str(d)).add("ca.crt", b"x", 0o644).add("node.crt", b"y", 0o644).commit()
+    with pytest.raises(CrdbTlsError, match=message):
+        fileio.set_attributes(str(name), 0o644)
+    assert (_read(str(outside)), _state(str(outside))) == before
+    assert sorted(os.listdir(str(d))) == ["ca.crt"]   # no temp file left
+
+
+def test_attributes_never_change_a_file_with_other_links(tmp_path):
+    d = tmp_path / "certs"
+    d.mkdir()
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"s")
+    os.chmod(str(outside), 0o600)
+    os.link(str(outside), str(d / "node.key"))
+    with pytest.raises(CrdbTlsError, match=r"^file %s has 2 hard links: refusing to change its owner or mode$"
+                       % re.escape(str(d / "node.key"))):
+        fileio.set_attributes(str(d / "node.key"), 0o644)
+    assert _mode(str(outside)) == 0o600
+
+
+def test_read_is_bounded(tmp_path):
+    (tmp_path / "ca.crt").write_bytes(b"x" * (fileio.MAX_FILE_SIZE + 1))
+    with fileio.open_dir(str(tmp_path)) as handle:
+        with pytest.raises(CrdbTlsError, match=r"^certificate %s holds %d bytes, more than the %d"
+                           % (re.escape(str(tmp_path / "ca.crt")), fileio.MAX_FILE_SIZE + 1, fileio.MAX_FILE_SIZE)):
+            handle.read("ca.crt", "certificate")
+        assert handle.read("missing.crt") is None
+        assert handle.read("ca.crt", limit=None) == b"x" * (fileio.MAX_FILE_SIZE + 1)
+
+
+# --------------------------------------------------------------------------
+# A commit that fails half-way: the old set or the new set, never a mix
+# --------------------------------------------------------------------------
+
+def _old_pair(d):
+    fileio.FileSet(d).add("node.key", b"old key", 0o600).add("node.crt", b"old crt", 0o644).commit()
+
+
+def _new_pair(d):
+    return fileio.FileSet(d).add("node.key", b"new key", 0o600).add("node.crt", b"new crt", 0o644)
+
+
+def _pair(d):
+    return _read(os.path.join(d, "node.key")), _read(os.path.join(d, "node.crt"))
+
+
+def _chattr(flag, path):
+    if not IS_ROOT or shutil.which("chattr") is None:
+        pytest.skip("chattr as root is needed to make a file immutable")
+    proc = subprocess.run(["chattr", flag, path], capture_output=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        pytest.skip("chattr %s is not supported here: %s" % (flag, proc.stderr.decode(errors="replace")))
+
+
+def test_an_immutable_key_leaves_the_old_pair(tmp_path):
+    d = str(tmp_path)
+    _old_pair(d)
+    _chattr("+i", os.path.join(d, "node.key"))
+    try:
+        with pytest.raises(CrdbTlsError, match=r"^cannot replace %s: Operation not permitted \(nothing was changed\)$"
+                           % re.escape(os.path.join(d, "node.key"))):
+            _new_pair(d).commit()
+    finally:
+        _chattr("-i", os.path.join(d, "node.key"))
+    assert _pair(d) == (b"old key", b"old crt")
+    assert sorted(os.listdir(d)) == ["node.crt", "node.key"]
+
+
+def test_a_rename_refused_half_way_rolls_the_set_back(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    _old_pair(d)
+    real_rename = os.rename
+
+    def refuse_second_file(src, dst, **kwargs):
+        if dst == "node.crt":
+            raise OSError(errno.EPERM, "Operation not permitted")
+        return real_rename(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", refuse_second_file)
+    with pytest.raises(CrdbTlsError, match=r"^cannot replace %s: Operation not permitted; the set was rolled back "
+                       r"\(node.key, node.crt kept as it was\)$" % re.escape(os.path.join(d, "node.crt"))):
+        _new_pair(d).commit()
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert _pair(d) == (b"old key", b"old crt")
+    assert sorted(os.listdir(d)) == ["node.crt", "node.key"]
+    with fileio.open_dir(d) as handle:
+        assert handle.lstat("node.key").st_nlink == 1
+
+
+def test_a_crash_then_an_immutable_file_rolls_back_on_recovery(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    _old_pair(d)
+    real_rename = os.rename
+
+    def crash_before_second_file(src, dst, **kwargs):
+        if dst == "node.crt":
+            raise _Crash("power cut")
+        return real_rename(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", crash_before_second_file)
+    with pytest.raises(_Crash):
+        _new_pair(d).commit()
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert _pair(d) == (b"new key", b"old crt")   # what the crash left
+    _chattr("+i", os.path.join(d, "node.crt"))
+    try:
+        report = fileio.recover_report(d)
+    finally:
+        _chattr("-i", os.path.join(d, "node.crt"))
+    assert report["completed"] == [] and report["rolled_back"] == ["node.key", "node.crt"]
+    assert _pair(d) == (b"old key", b"old crt")
+    # The link of the immutable file could not go then; the next recovery removes it.
+    spare = [n for n in os.listdir(d) if n.startswith(fileio.TMP_PREFIX)]
+    assert len(spare) == 1 and fileio.recover_report(d)["removed"] == spare
+    assert sorted(os.listdir(d)) == ["node.crt", "node.key"]
+
+
+def test_recovery_removes_stale_staging_and_temp_litter(tmp_path):
+    d = str(tmp_path)
+    staging = tmp_path / (fileio.OLD_STAGING_PREFIX + "abc123")
+    staging.mkdir()
+    (staging / "node.key").write_bytes(b"a copy of a key")
+    outside = tmp_path.parent / ("outside-%s" % os.getpid())
+    outside.mkdir(exist_ok=True)
+    (outside / "keep").write_bytes(b"keep")
+    (staging / "link").symlink_to(outside)   # removed as a link, never followed
+    old = _temp(d, "node.key", b"k", 0o600)
+    hours_ago = time.time() - 2 * fileio.LITTER_AGE
+    os.utime(os.path.join(d, old), (hours_ago, hours_ago))
+    report = fileio.recover_report(d)
+    assert sorted(report["removed"]) == sorted([old, staging.name])
+    assert os.listdir(d) == [] and _read(str(outside / "keep")) == b"keep"
+    shutil.rmtree(str(outside))

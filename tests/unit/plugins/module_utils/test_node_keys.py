@@ -285,3 +285,105 @@ def test_bad_inputs_are_named():
         node_keys.ensure("/nonexistent", node_keys.wanted(layout="standard", hosts=SANS), rotate=["ui.crt"])
     with pytest.raises(CrdbTlsError, match="issuers.ca: no PEM block found"):
         node_keys.ensure("/nonexistent", node_keys.wanted(layout="standard", hosts=SANS), issuers={"ca": "x"})
+
+
+# --------------------------------------------------------------------------
+# Interrupted rotations resume; links in the certs dir are refused
+# --------------------------------------------------------------------------
+
+def _public(csr):
+    return pki.public_key_bytes(pki.csr_public_key(csr.encode(), "csr"))
+
+
+def _install_issued(pki_dir, certs_dir):
+    src = fleet.issued_dir(pki_dir, "n1")
+    certs = dict((n, fileio.read_file(os.path.join(src, n))) for n in stamp.shipped_names(src))
+    return installer.install(certs_dir, certs, {}, layout="standard", expected_hosts=SANS)
+
+
+def test_a_rotation_cut_short_before_the_install_resumes_on_the_next_run(pki_dir, certs_dir):
+    make_pki(pki_dir, "standard")
+    node_round(pki_dir, certs_dir, users=())
+    old_key = fileio.read_file(os.path.join(certs_dir, "node.key"))
+    wanted = node_keys.wanted(layout="standard", hosts=SANS)
+    made = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"),
+                            rotate=["node.crt"])
+    fleet.issue(pki_dir, "standard", nodes={"n1": {"sans": SANS}}, users=[], key_location="node",
+                csrs={"n1": made["csrs"]})
+    issued_cert = fileio.read_file(os.path.join(fleet.issued_dir(pki_dir, "n1"), "node.crt"))
+    # The run stops here (before the install). The next run does not ask for a rotation again:
+    # the key waiting for that certificate is kept and asked for, not dropped.
+    again = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"))
+    assert any("the rotation begun earlier goes on with the key waiting in .crdb-tls-next.node.key" in r
+               for r in again["reasons"]), again["reasons"]
+    assert _public(again["csrs"]["node.crt"]) == _public(made["csrs"]["node.crt"])
+    assert again["keys_written"] == []
+    # The controller keeps the certificate it signed for that key; the install moves key and cert in together.
+    fleet.issue(pki_dir, "standard", nodes={"n1": {"sans": SANS}}, users=[], key_location="node",
+                csrs={"n1": again["csrs"]})
+    assert fileio.read_file(os.path.join(fleet.issued_dir(pki_dir, "n1"), "node.crt")) == issued_cert
+    _install_issued(pki_dir, certs_dir)
+    assert fileio.read_file(os.path.join(certs_dir, "node.key")) != old_key
+    assert not os.path.exists(os.path.join(certs_dir, ".crdb-tls-next.node.key"))
+    assert certsdir.inspect(certs_dir, layout="standard", expected_hosts=SANS)["problems"] == []
+    settled = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"))
+    assert settled["csrs"] == {} and settled["changed"] is False
+
+
+def test_the_controller_signs_again_when_the_waiting_key_changed(pki_dir, certs_dir):
+    make_pki(pki_dir, "standard")
+    node_round(pki_dir, certs_dir, users=())
+    wanted = node_keys.wanted(layout="standard", hosts=SANS)
+    made = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"),
+                            rotate=["node.crt"])
+    fleet.issue(pki_dir, "standard", nodes={"n1": {"sans": SANS}}, users=[], key_location="node",
+                csrs={"n1": made["csrs"]})
+    first = fileio.read_file(os.path.join(fleet.issued_dir(pki_dir, "n1"), "node.crt"))
+    # The waiting key is lost (a restore, an operator): a new one is made and its CSR differs.
+    os.unlink(os.path.join(certs_dir, ".crdb-tls-next.node.key"))
+    redo = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"),
+                            rotate=["node.crt"])
+    assert _public(redo["csrs"]["node.crt"]) != _public(made["csrs"]["node.crt"])
+    fleet.issue(pki_dir, "standard", nodes={"n1": {"sans": SANS}}, users=[], key_location="node",
+                csrs={"n1": redo["csrs"]})
+    second = fileio.read_file(os.path.join(fleet.issued_dir(pki_dir, "n1"), "node.crt"))
+    assert second != first
+    _install_issued(pki_dir, certs_dir)
+    assert certsdir.inspect(certs_dir, layout="standard", expected_hosts=SANS)["problems"] == []
+
+
+def test_an_install_cut_short_after_its_commit_leaves_nothing_to_do_by_hand(pki_dir, certs_dir):
+    make_pki(pki_dir, "standard")
+    node_round(pki_dir, certs_dir, users=())
+    wanted = node_keys.wanted(layout="standard", hosts=SANS)
+    made = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"),
+                            rotate=["node.crt"])
+    fleet.issue(pki_dir, "standard", nodes={"n1": {"sans": SANS}}, users=[], key_location="node",
+                csrs={"n1": made["csrs"]})
+    pending = os.path.join(certs_dir, ".crdb-tls-next.node.key")
+    waiting = fileio.read_file(pending)
+    # What a crash between the commit and the removal of the hidden name leaves: both names, one key.
+    with open(pending, "rb") as keep:
+        saved = keep.read()
+    _install_issued(pki_dir, certs_dir)
+    fileio.atomic_write(pending, saved, 0o600)
+    after = node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"))
+    assert ".crdb-tls-next.node.key removed: node.key serves (it is node.key already)" in after["reasons"]
+    assert after["csrs"] == {} and not os.path.exists(pending)
+    assert fileio.read_file(os.path.join(certs_dir, "node.key")) == waiting
+
+
+def test_a_linked_key_is_refused_never_adopted(pki_dir, certs_dir, tmp_path):
+    make_pki(pki_dir, "standard")
+    os.makedirs(certs_dir, exist_ok=True)
+    secret = tmp_path / "root-only.key"
+    secret.write_bytes(pki.private_key_pem(pki.generate_key("ecdsa", 256)))
+    os.chmod(str(secret), 0o600)
+    before = (secret.read_bytes(), stat.S_IMODE(os.stat(str(secret)).st_mode), os.stat(str(secret)).st_uid)
+    os.symlink(str(secret), os.path.join(certs_dir, "node.key"))
+    wanted = node_keys.wanted(layout="standard", hosts=SANS)
+    with pytest.raises(CrdbTlsError, match=r"^file %s is a symbolic link: refusing to use it"
+                       % os.path.join(certs_dir, "node.key").replace(".", r"\.")):
+        node_keys.ensure(certs_dir, wanted, key_type="ecdsa", issuers=issuers(pki_dir, "standard"), owner=65534)
+    assert (secret.read_bytes(), stat.S_IMODE(os.stat(str(secret)).st_mode), os.stat(str(secret)).st_uid) == before
+    assert sorted(os.listdir(certs_dir)) == ["node.key"]
