@@ -10,10 +10,13 @@ __metaclass__ = type
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import stat
 import subprocess
+import tempfile
+import time
 
 import pytest
 
@@ -405,3 +408,124 @@ def test_client_dir_needs_no_node_files(tmp_path, ca, mk):
                                       "client.app.crt": pki.certificates_pem([cert])},
                                {"client.app.key": pki.private_key_pem(key)}, purpose="client", layout="standard")
     assert result["problems"] == []
+
+
+# --------------------------------------------------------------------------- hostile certs dirs
+
+def _root_only_target(tmp_path):
+    """A root-only dir with one root-owned file: what an owner must never reach through the install."""
+    target = tmp_path / "root-only"
+    target.mkdir()
+    os.chmod(str(target), 0o755)
+    (target / "secret").write_bytes(b"root's\n")
+    os.chmod(str(target / "secret"), 0o600)
+    return str(target)
+
+
+def test_a_linked_certs_dir_is_refused_and_its_target_untouched(tmp_path, good, cockroach_account):
+    certificates, keys = good
+    user, _uid, _gid = cockroach_account
+    target = _root_only_target(tmp_path)
+    parent = tmp_path / "var-lib-cockroach"
+    parent.mkdir()
+    dest = str(parent / "certs")
+    os.symlink(target, dest)
+    before = snapshot(target)
+    with pytest.raises(CrdbTlsError, match=r"^certs dir %s is a symbolic link: refusing to follow it"
+                       % re.escape(dest)):
+        installer.install(dest, certificates, keys, owner=user, layout="standard")
+    with pytest.raises(CrdbTlsError, match=r"^certs dir %s is a symbolic link" % re.escape(dest)):
+        installer.make_certs_dir(dest, owner=user)
+    assert snapshot(target) == before
+
+
+@pytest.mark.parametrize("name", ["ca.crt", "node.key"])
+def test_a_link_in_the_certs_dir_is_refused_naming_it(tmp_path, dest, good, cockroach_account, name):
+    certificates, keys = good
+    user, _uid, _gid = cockroach_account
+    installer.install(dest, certificates, keys, owner=user, layout="standard")
+    target = _root_only_target(tmp_path)
+    # The same content behind the link: only the owner and mode fixes would go through it.
+    outside = os.path.join(target, name)
+    with open(outside, "wb") as handle:
+        handle.write(dict(certificates, **keys)[name])
+    os.chmod(outside, 0o600)
+    os.unlink(os.path.join(dest, name))
+    os.symlink(outside, os.path.join(dest, name))
+    before = snapshot(target)
+    with pytest.raises(CrdbTlsError, match=r"^file %s is a symbolic link: refusing to use it"
+                       % re.escape(os.path.join(dest, name))):
+        installer.install(dest, certificates, keys, owner=user, layout="standard")
+    assert snapshot(target) == before
+    assert os.path.islink(os.path.join(dest, name))
+
+
+def test_a_linked_key_is_never_adopted_for_a_certificate_without_its_key(tmp_path, dest, good, ca, mk):
+    certificates, keys = good
+    installer.install(dest, certificates, keys, layout="standard")
+    target = _root_only_target(tmp_path)
+    node, node_key, _spec = mk.leaf(ca, "node", hosts=HOSTS)
+    mk.write(os.path.join(target, "root.pem"), pki.private_key_pem(node_key), 0o600)
+    os.unlink(os.path.join(dest, "node.key"))
+    os.symlink(os.path.join(target, "root.pem"), os.path.join(dest, "node.key"))
+    before = snapshot(target)
+    with pytest.raises(CrdbTlsError, match=r"^file %s is a symbolic link: refusing to use it"
+                       % re.escape(os.path.join(dest, "node.key"))):
+        installer.install(dest, dict(certificates, **{"node.crt": pki.certificates_pem([node])}), {},
+                          layout="standard")
+    assert snapshot(target) == before
+
+
+def test_staging_is_root_only_outside_the_certs_dir_and_copies_only_what_cockroachdb_reads(
+        dest, good, ca, mk, monkeypatch):
+    certificates, keys = good
+    installer.install(dest, certificates, keys, layout="standard")
+    mk.write(os.path.join(dest, "junk.bin"), b"\0" * (8 * 1024 * 1024), 0o644)
+    os.mkdir(os.path.join(dest, "junkdir"))
+    seen = []
+    real_inspect = installer._inspect
+
+    def recording(directory, checked, **kwargs):
+        outer = os.path.dirname(directory)
+        st = os.lstat(outer)
+        seen.append((outer, stat.S_IMODE(st.st_mode), st.st_uid, sorted(os.listdir(directory))))
+        return real_inspect(directory, checked, **kwargs)
+
+    monkeypatch.setattr(installer, "_inspect", recording)
+    node, node_key, _spec = mk.leaf(ca, "node", hosts=HOSTS)
+    installer.install(dest, dict(certificates, **{"node.crt": pki.certificates_pem([node])}),
+                      dict(keys, **{"node.key": pki.private_key_pem(node_key)}), layout="standard")
+    (outer, mode, uid, staged), = seen
+    assert not outer.startswith(dest) and os.path.basename(outer).startswith(installer.STAGING_PREFIX)
+    assert (mode, uid) == (0o700, os.geteuid())
+    assert staged == sorted(list(certificates) + list(keys))   # no junk.bin, no junkdir
+    assert not os.path.exists(outer)
+
+
+def test_an_oversized_certificate_file_is_refused_naming_it(dest, good, mk):
+    certificates, keys = good
+    installer.install(dest, certificates, keys, layout="standard")
+    mk.write(os.path.join(dest, "client.big.crt"), b"x" * (fileio.MAX_FILE_SIZE + 1), 0o644)
+    os.chmod(os.path.join(dest, "node.key"), 0o640)
+    with pytest.raises(CrdbTlsError, match=r"^file %s holds %d bytes, more than the" % (
+            re.escape(os.path.join(dest, "client.big.crt")), fileio.MAX_FILE_SIZE + 1)):
+        installer.install(dest, certificates, keys, layout="standard")
+    assert stat.S_IMODE(os.stat(os.path.join(dest, "node.key")).st_mode) == 0o640
+
+
+def test_litter_of_a_crashed_run_is_removed_and_reported(dest, good, mk):
+    certificates, keys = good
+    installer.install(dest, certificates, keys, layout="standard")
+    old_staging = os.path.join(dest, ".crdb-tls-staging-k2x9")
+    os.mkdir(old_staging, 0o700)
+    mk.write(os.path.join(old_staging, "node.key"), keys["node.key"], 0o600)
+    stale = tempfile.mkdtemp(prefix=installer.STAGING_PREFIX)
+    mk.write(os.path.join(stale, "node.key"), keys["node.key"], 0o600)
+    hours_ago = time.time() - 2 * fileio.LITTER_AGE
+    os.utime(stale, (hours_ago, hours_ago))
+    os.chmod(os.path.join(dest, "node.key"), 0o640)
+    result = installer.install(dest, certificates, keys, layout="standard")
+    assert "removed litter of an interrupted run: .crdb-tls-staging-k2x9" in result["reasons"]
+    assert "removed %s, left by an interrupted install" % stale in result["reasons"]
+    assert not os.path.exists(old_staging) and not os.path.exists(stale)
+    assert sorted(os.listdir(dest)) == sorted(list(certificates) + list(keys))
