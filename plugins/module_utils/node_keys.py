@@ -15,7 +15,8 @@ beside it as ``.crdb-tls-next.<name>.key`` (hidden; CockroachDB reads only
 ``*.crt`` files and finds keys next to them), and :mod:`installer` moves it
 into place in the same journaled set as the certificate signed for it. So
 the certs dir never holds a key beside a certificate it does not match.
-Keys are written by :func:`fileio.atomic_write`: a temporary file created
+Keys are written through the certs dir's fd (:meth:`fileio.Dir.write`, no
+link followed, a link where a key goes refused): a temporary file created
 owner-only, given its final owner and mode (CockroachDB's rule, see
 :func:`rules.key_install_mode`), then renamed.
 """

@@ -16,13 +16,19 @@ description:
   - Puts certificate and key files into a CockroachDB certs dir with the right owner, group and mode, in one
     module call per host. Certificates get mode 0644, keys 0600 owned by O(key_owner) (or 0640 when the key
     owner is root and O(key_group) is set, CockroachDB's root-owned exception), the dir O(dir_mode).
-  - Before anything changes, the new set is assembled with the files already there in a private staging
-    directory and read with the same rules as M(crdb.tls.certs_info). If a file this task manages would have
+  - Before anything changes, the new set is assembled with the certificates and keys already there in a staging
+    directory only the user running the module can enter (a new temp dir outside O(dest)) and read with the same
+    rules as M(crdb.tls.certs_info). If a file this task manages would have
     a problem (key mismatch, wrong CA for the layout, CN or EKU rules, SANs missing O(expected_hosts),
     permissions refused for O(process_user)), the task fails and nothing is changed.
   - Files are then written as one journaled set (owner-only temporary files in the certs dir, fsync, rename);
-    a run interrupted between two renames is completed by the next run. Files it does not manage are never
-    touched.
+    a run interrupted between two renames is completed by the next run, and a rename refused half-way rolls the
+    set back. Temp files and staging dirs a crashed run left are removed and reported in RV(reasons). Files it
+    does not manage are never touched.
+  - No link is followed. O(dest) and its parents are opened one component at a time without following links (a
+    link on the way only where no other user can have planted it); O(dest) itself, and any certificate or key
+    file read or written in it, must not be a link or anything but a regular file, else the task fails naming
+    it.
   - The action plugin reads O(src) on the controller and sends the contents with the module; key contents are
     marked C(no_log) and never appear in output, even with C(-vvv).
 author:

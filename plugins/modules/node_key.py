@@ -25,7 +25,11 @@ description:
   - Keys are replaced only when missing, unreadable, of another type than O(key_type)/O(key_size), or named in
     O(rotate). A new key is written beside the current one as C(.crdb-tls-next.<name>.key) (CockroachDB reads
     only C(*.crt) files), and M(crdb.tls.install) moves it into place together with the certificate signed for
-    it, so a certificate and a key that do not match are never both in place.
+    it, so a certificate and a key that do not match are never both in place. A key waiting there stays until its
+    certificate is installed; a rotation cut short (before the install) goes on at the next run, whether or not
+    O(rotate) still names it, and its CSR is sent again.
+  - No link is followed. O(certs_dir) is opened without following links and must not be one; a key, pending key,
+    certificate or CA file in it that is a link or not a regular file is refused, naming it.
   - Keys are written atomically (an owner-only temporary file given its final owner and mode, then renamed) with
     CockroachDB's permission rule - mode 0600 owned by O(key_owner), or 0640 when the key owner is root and
     O(key_group) is set. Wrong modes or owners of existing keys are fixed.
