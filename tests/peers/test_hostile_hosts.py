@@ -276,8 +276,8 @@ def _protected(world):
 def _show(state, content_changed):
     if state is None:
         return None
-    return "kind %o mode %04o uid %d gid %d%s" % (state[0], state[2], state[3], state[4],
-                                                 " content" if content_changed else "")
+    extra = " content" if content_changed else ""
+    return "kind %o mode %04o uid %d gid %d%s" % (state[0], state[2], state[3], state[4], extra)
 
 
 def _changes(before, after):
