@@ -34,7 +34,6 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import stat
 import time
 
@@ -382,7 +381,7 @@ class Dir(object):
         if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=self.fd)
+            _rmtree_at(self.fd, name)
         else:
             self.unlink(name)
 
@@ -443,6 +442,26 @@ class Dir(object):
             self.unlink(tmp, quiet=True)   # no temp file left behind by a failed replace
             raise CrdbTlsError("cannot replace %s: %s" % (self.join(name), exc.strerror))
         self.fsync()
+
+
+def _rmtree_at(parent_fd, name, depth=0):
+    """Remove directory ``name`` under ``parent_fd`` and what it holds, never following a link
+    (``shutil.rmtree`` takes ``dir_fd`` only from Python 3.11; hosts may run 3.8)."""
+    if depth > 64:
+        raise OSError(errno.ELOOP, "directory tree too deep", name)
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        for entry in os.listdir(fd):
+            st = _lstat_at(fd, entry)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                _rmtree_at(fd, entry, depth + 1)
+            else:
+                os.unlink(entry, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
 
 
 def _fix_fd(fd, st, mode, uid, gid):
