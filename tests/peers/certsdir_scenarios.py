@@ -165,11 +165,11 @@ SHA256_WITH_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")
 def _resign(cert, private_key, v1=False, sha1=False):
     """Re-sign an RSA certificate's TBS: without version and extensions (X.509 v1), or with SHA-1."""
     der = cert.public_bytes(serialization.Encoding.DER)
-    _, cstart, _ = _tlv(der, 0)
-    _, tstart, tend = _tlv(der, cstart)
+    cstart = _tlv(der, 0)[1]
+    tstart, tend = _tlv(der, cstart)[1:]
     fields, pos = [], tstart
     while pos < tend:
-        tag, _, end = _tlv(der, pos)
+        tag, end = _tlv(der, pos)[0::2]
         fields.append((tag, der[pos:end]))
         pos = end
     sig_alg = SHA1_WITH_RSA if sha1 else SHA256_WITH_RSA
