@@ -175,7 +175,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     now = now or pki.utcnow()
     _check_pki_dir_path(pki_dir)
     p = paths(pki_dir, role)
-    renew_before = pki.parse_duration(renew_before, "renew_before")
+    renew_before = pki.parse_window(renew_before, "renew_before")
     if common_name is None:
         common_name = rules.DEFAULT_CLIENT_CA_COMMON_NAME if role == "client_ca" else rules.DEFAULT_CA_COMMON_NAME
     provided = None

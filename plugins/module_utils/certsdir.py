@@ -293,6 +293,7 @@ def _entry(kind, name, key_file, leaf, certs, qualifier, error):
         entry.update({
             "expires": _date(pki.not_after(leaf)),
             "not_after": pki.not_after(leaf).isoformat(),
+            "not_before": pki.not_before(leaf).isoformat(),
             "days_left": int(left.total_seconds() // 86400),
             "serial": pki.serial_hex(leaf),
             "subject": leaf.subject.rfc4514_string(),

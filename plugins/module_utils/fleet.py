@@ -122,7 +122,8 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     of the client CA too unless ``client_ca_ocsp_url`` (split_ca: the URL of
     the client CA's own responder) is given.
     """
-    renew_before = renewal.windows(renew_before, renew_before_by_kind)
+    renew_before = renewal.check_leaf_windows(renewal.windows(renew_before, renew_before_by_kind),
+                                              rules.DEFAULT_LEAF_LIFETIME if lifetime in (None, "") else lifetime)
     if key_location == "node":
         if ui_cert_src or pkcs8:
             raise CrdbTlsError("key_location node: %s would put a private key in the PKI dir; keys are made on "
@@ -479,6 +480,7 @@ def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, cs
     now = now or pki.utcnow()
     if not isinstance(renew_before, dict):
         renew_before = renewal.windows(renew_before)
+    renewal.check_leaf_windows(renew_before, rules.DEFAULT_LEAF_LIFETIME if lifetime in (None, "") else lifetime)
     nodes = dict(nodes or {})
     users = list(dict.fromkeys(users or []))
     node_users = list(dict.fromkeys(users if node_users is None else node_users))

@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, ledger, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, ledger, pki, renewal, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 
@@ -127,7 +127,7 @@ def plan(certs_dir, spec, ca, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, rene
     now = now or pki.utcnow()
     fileio.require_dir(certs_dir, "certs_dir")
     key_spec = pki.check_key_spec(key_type, key_size)
-    renew_before = pki.parse_duration(renew_before, "renew_before")
+    renew_before = renewal.check_window(renew_before, spec.lifetime)
     result = Plan(certs_dir, spec)
     result.index_path = index_path
     cert_name = spec.filename

@@ -28,7 +28,7 @@ __metaclass__ = type
 import contextlib
 import os
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, renewal, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 PENDING_PREFIX = rules.PENDING_KEY_PREFIX
@@ -172,7 +172,8 @@ def ensure(certs_dir, certificates, issuers=None, key_type=pki.DEFAULT_KEY_TYPE,
     """
     now = now or pki.utcnow()
     key_spec = pki.check_key_spec(key_type, key_size)
-    renew_before = pki.parse_duration(renew_before, "renew_before")
+    # One window for every certificate, or {kind: window} (renewal.windows) applied by each file's kind.
+    kind_windows = renew_before if isinstance(renew_before, dict) else renewal.windows(renew_before)
     names = [spec.filename for spec, _role in certificates]
     rotate = list(rotate or [])
     unknown = [n for n in rotate if n != ROTATE_ALL and n not in names]
@@ -193,7 +194,8 @@ def ensure(certs_dir, certificates, issuers=None, key_type=pki.DEFAULT_KEY_TYPE,
         if handle is not None:
             _refuse_links(handle, certificates)
         for spec, role in certificates:
-            state = _one(handle, spec, loaded.get(role), key_spec, key_mode, key_owner, key_group, renew_before,
+            state = _one(handle, spec, loaded.get(role), key_spec, key_mode, key_owner, key_group,
+                         renewal.window_for(kind_windows, spec.filename),
                          ROTATE_ALL in rotate or spec.filename in rotate, check_mode, now)
             _merge(result, spec, state)
     return result

@@ -56,6 +56,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 # Pure time helpers, kept in durations.py (no cryptography) and used from here as before.
 utcnow = durations.utcnow
 parse_duration = durations.parse_duration
+parse_window = durations.parse_window
 
 
 # --------------------------------------------------------------------------
@@ -679,6 +680,18 @@ def _signature_hash(key):
     return hashes.SHA256()
 
 
+# notBefore is back-dated as `cockroach cert` does (rules.BACKDATE, 24h), but
+# never by more than this share of the lifetime: a 1-hour certificate is
+# back-dated 6 minutes, not 24 hours (which would make it 96% used up when
+# issued and put it inside any fractional window at once).
+BACKDATE_MAX_SHARE = 0.1
+
+
+def backdate(lifetime):
+    """How far before now a certificate valid for ``lifetime`` (a timedelta) starts."""
+    return min(rules.BACKDATE, lifetime * BACKDATE_MAX_SHARE)
+
+
 def new_serial():
     """A random positive serial below 2^128."""
     return secrets.randbelow(SERIAL_LIMIT - 1) + 1
@@ -703,7 +716,7 @@ def generate_ca(key, common_name=rules.DEFAULT_CA_COMMON_NAME, organization=rule
                .subject_name(name).issuer_name(name)
                .public_key(public_key)
                .serial_number(new_serial())
-               .not_valid_before(now - rules.BACKDATE)
+               .not_valid_before(now - backdate(lifetime))
                .not_valid_after(now + lifetime)
                .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -730,7 +743,7 @@ def issue(spec, public_key, ca, now=None, serial=None):
                .issuer_name(ca.certificate.subject)
                .public_key(public_key)
                .serial_number(serial or new_serial())
-               .not_valid_before(now - rules.BACKDATE)
+               .not_valid_before(now - backdate(spec.lifetime))
                .not_valid_after(end)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -808,14 +821,23 @@ def drift(certificate, spec):
 
 
 def renewal_reason(certificate, renew_before, now=None):
-    """A reason when the certificate expires within ``renew_before`` (or is not yet valid)."""
+    """A reason when the certificate is inside its renewal window, expired or not yet valid (None when fine).
+
+    ``renew_before``: a :class:`durations.Window` (``33%`` is a third of the
+    certificate's own lifetime, notBefore to notAfter), a timedelta, or None.
+    The reason says which rule fired: ``expires on ...: 9h left of 24h, inside
+    the 33% window (8h)``.
+    """
     now = now or utcnow()
     end = not_after(certificate)
     if end <= now:
         return "expired on %s" % end.strftime("%Y-%m-%d %H:%M UTC")
-    if renew_before and end - renew_before <= now:
-        return "expires on %s, within renew_before (%s)" % (end.strftime("%Y-%m-%d %H:%M UTC"),
-                                                            durations.format_delta(renew_before))
+    lifetime = end - not_before(certificate)
+    length = durations.window_length(renew_before, lifetime)
+    if length and end - length <= now:
+        return "expires on %s: %s left of %s, inside the %s window" % (
+            end.strftime("%Y-%m-%d %H:%M UTC"), durations.format_span(end - now), durations.format_span(lifetime),
+            durations.describe_window(renew_before, lifetime))
     if not_before(certificate) > now + datetime.timedelta(minutes=5):
         return "not valid before %s" % not_before(certificate).isoformat()
     return None

@@ -29,8 +29,13 @@ from ansible_collections.crdb.tls.plugins.module_utils import authority, certsdi
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 KINDS = ("ca", "node", "client", "ui")
-# The defaults of the node role (roles/node/defaults/main.yml) and of the modules.
-DEFAULT_WINDOWS = {"ca": "180d", "node": "30d", "client": "30d", "ui": "30d"}
+# The defaults of the node role (roles/node/defaults/main.yml) and of the modules:
+# leaves renew in the last third of their own lifetime (step-ca renews at two
+# thirds), whatever that lifetime is; a CA, which only rotate_ca.yml replaces,
+# is warned about 180 days ahead.
+DEFAULT_LEAF_WINDOW = "33%"
+DEFAULT_WINDOWS = {"ca": "180d", "node": DEFAULT_LEAF_WINDOW, "client": DEFAULT_LEAF_WINDOW,
+                   "ui": DEFAULT_LEAF_WINDOW}
 
 STATUS_OK = "ok"
 STATUS_DUE = "due"
@@ -42,6 +47,8 @@ ROTATE_HINT = "renew.yml does not rotate a CA: run playbooks/rotate_ca.yml"
 
 METRIC_EXPIRY = "crdb_tls_cert_expiry_timestamp_seconds"
 METRIC_DAYS_LEFT = "crdb_tls_cert_days_left"
+# No seconds-left metric: it would rewrite the textfile on every run; short-lived
+# certificates are watched with crdb_tls_cert_expiry_timestamp_seconds - time().
 METRIC_PROBLEMS = "crdb_tls_cert_problems"
 TEXTFILE_NAME = "crdb_tls.prom"
 
@@ -64,48 +71,95 @@ def kind_of(file_name):
 
 
 def windows(default=None, per_kind=None):
-    """``{kind: timedelta or None}``: ``default`` for every kind, overridden by ``per_kind`` entries.
+    """``{kind: durations.Window or None}``: ``default`` for every kind, overridden by ``per_kind`` entries.
 
-    An empty or missing ``per_kind`` entry keeps ``default``. An unknown kind or
-    a value that is not a duration is refused, naming it.
+    A window is a duration (``30d``) or a share of the certificate's own
+    lifetime (``33%``), read by :func:`durations.parse_window`. An empty or
+    missing ``per_kind`` entry keeps ``default``. An unknown kind or a value
+    that is no window is refused, naming it.
     """
-    base = pki.parse_duration(default, "renew_before") if default not in (None, "") else None
+    base = durations.parse_window(default, "renew_before")
     out = dict((kind, base) for kind in KINDS)
     for kind, value in sorted((per_kind or {}).items()):
         if kind not in KINDS:
             raise CrdbTlsError("renewal window for %r: not a kind of certificate (kinds: %s)"
                                % (kind, ", ".join(KINDS)))
         if value not in (None, ""):
-            out[kind] = pki.parse_duration(value, "renewal window for %s" % kind)
+            out[kind] = durations.parse_window(value, "renewal window for %s" % kind)
     return out
 
 
 def window_for(kind_windows, file_name):
-    """The window of ``file_name``'s kind in ``kind_windows`` (from :func:`windows`), or None."""
+    """The window of ``file_name``'s kind in ``kind_windows`` (from :func:`windows`), or None.
+
+    ``kind_windows`` may also be one window for every kind.
+    """
     if not kind_windows:
         return None
+    if not isinstance(kind_windows, dict):
+        return durations.parse_window(kind_windows, "renew_before")
     return kind_windows.get(kind_of(file_name))
+
+
+def check_window(window, lifetime, window_what="renew_before", lifetime_what="lifetime"):
+    """Refuse a window that would make every run re-issue a certificate issued for ``lifetime``.
+
+    The one check of a window against a lifetime, for every caller: a fixed
+    window as long as the lifetime asked or longer is always open (a
+    percentage is checked when parsed: it must stay under 100%). ``window``:
+    anything :func:`durations.parse_window` reads; ``lifetime``: a duration.
+    Returns the parsed window.
+    """
+    parsed = durations.parse_window(window, window_what)
+    span = durations.parse_duration(lifetime, lifetime_what)
+    if parsed is not None and parsed.fixed is not None and span is not None and parsed.fixed >= span:
+        raise CrdbTlsError("%s %s is not shorter than %s %s: every run would re-issue the certificate (give a "
+                           "shorter window, or a share of the lifetime such as 33%%)"
+                           % (window_what, parsed.given or _as_given(window, parsed.text()), lifetime_what,
+                              _as_given(lifetime, durations.describe_window(span))))
+    return parsed
+
+
+def _as_given(value, text):
+    """An operator's value as they wrote it (``48h``), else ``text``."""
+    return value.strip() if isinstance(value, str) and value.strip() else text
+
+
+def check_leaf_windows(kind_windows, lifetime, what="renewal window for %s"):
+    """:func:`check_window` for the leaf kinds (node, client, ui) of ``kind_windows`` against ``lifetime``."""
+    for kind in KINDS:
+        if kind != "ca" and kind_windows.get(kind) is not None:
+            check_window(kind_windows[kind], lifetime, what % kind)
+    return kind_windows
 
 
 def _days(delta):
     return delta.total_seconds() / 86400.0
 
 
-def _format_window(window):
-    return durations.format_delta(window) if window else "none"
+def _format_window(window, lifetime=None):
+    return durations.describe_window(window, lifetime) if window else "none"
 
 
-def judge(not_after, kind, kind_windows, problems, now):
-    """``(status, why)`` of one certificate: its problems first, then its window."""
+def judge(not_after, kind, kind_windows, problems, now, not_before=None):
+    """``(status, why)`` of one certificate: its problems first, then its window.
+
+    ``not_before`` gives the certificate's lifetime, which a window given as a
+    share of the lifetime (``33%``) needs; without it such a window is not
+    applied.
+    """
     why = list(problems)
     expired = not_after is not None and not_after <= now
     if not_after is not None and not expired:
         window = (kind_windows or {}).get(kind)
+        lifetime = not_after - not_before if not_before is not None else None
+        length = durations.window_length(window, lifetime)
         left = not_after - now
-        if window and left <= window:
-            text = ("expires on %s (%d days left), inside its %s %s renewal window"
-                    % (not_after.strftime("%Y-%m-%d %H:%M UTC"), int(left.total_seconds() // 86400),
-                       _format_window(window), kind))
+        if length and left <= length:
+            text = ("expires on %s (%s left%s), inside its %s %s renewal window"
+                    % (not_after.strftime("%Y-%m-%d %H:%M UTC"), durations.format_span(left),
+                       " of %s" % durations.format_span(lifetime) if lifetime is not None else "",
+                       _format_window(window, lifetime), kind))
             if kind == "ca":
                 text += "; %s" % ROTATE_HINT
             why.append(text)
@@ -120,18 +174,27 @@ def judge(not_after, kind, kind_windows, problems, now):
     return STATUS_OK, why
 
 
-def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=None):
-    status, why = judge(not_after, kind, kind_windows, problems, now)
+def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=None, not_before=None):
+    status, why = judge(not_after, kind, kind_windows, problems, now, not_before)
     window = (kind_windows or {}).get(kind)
+    lifetime = not_after - not_before if not_after is not None and not_before is not None else None
+    length = durations.window_length(window, lifetime)
+    left = not_after - now if not_after is not None else None
     row = {
         "host": host,
         "file": path,
         "kind": kind or "",
         "usage": usage,
+        "not_before": not_before.isoformat() if not_before is not None else None,
         "not_after": not_after.isoformat() if not_after is not None else None,
         "expiry_timestamp": int(not_after.timestamp()) if not_after is not None else None,
-        "days_left": int((not_after - now).total_seconds() // 86400) if not_after is not None else None,
-        "window_days": int(_days(window)) if window else None,
+        "days_left": int(left.total_seconds() // 86400) if left is not None else None,
+        "seconds_left": int(left.total_seconds()) if left is not None else None,
+        "left": durations.format_span(left) if left is not None else None,
+        "lifetime_seconds": int(lifetime.total_seconds()) if lifetime is not None else None,
+        "window": _format_window(window, lifetime) if window else None,
+        "window_days": int(_days(length)) if length else None,
+        "window_seconds": int(length.total_seconds()) if length else None,
         "status": status,
         "why": why,
     }
@@ -157,7 +220,7 @@ def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, proce
         problems = by_file.pop(name, [])
         extra = dict((k, entry[k]) for k in ("serial", "subject", "fingerprint_sha256") if k in entry)
         rows.append(_row(host, os.path.join(certs_dir, name), kind_of(name), entry["usage"], not_after,
-                         kind_windows, problems, now, extra))
+                         kind_windows, problems, now, extra, _parse_time(entry.get("not_before"))))
     for name, problems in sorted(by_file.items()):
         path = name if os.path.isabs(name) else os.path.join(certs_dir, name)
         rows.append(_row(host, path, kind_of(name) if not os.path.isabs(name) else None, "", None,
@@ -174,7 +237,7 @@ def assess_pki(host, pki_dir, kind_windows, now=None):
         if not os.path.exists(path):
             continue
         problems = []
-        not_after = None
+        not_after = not_before = None
         extra = {"ca_role": role}
         try:
             chain = pki.load_certificates(fileio.read_file(path, "CA certificate"), path)
@@ -183,13 +246,13 @@ def assess_pki(host, pki_dir, kind_windows, now=None):
         else:
             # The signer is only as good as the shortest-lived CA above it.
             signer = min(chain, key=pki.not_after)
-            not_after = pki.not_after(signer)
+            not_after, not_before = pki.not_after(signer), pki.not_before(signer)
             for cert in chain:
                 problems.extend(p[len(path) + 2:] if p.startswith(path + ": ") else p
                                 for p in pki.ca_certificate_problems(cert, path, now))
             extra.update({"subject": chain[0].subject.rfc4514_string(), "serial": pki.serial_hex(chain[0]),
                           "fingerprint_sha256": pki.fingerprint(chain[0])})
-        rows.append(_row(host, path, "ca", "CA (signer)", not_after, kind_windows, problems, now, extra))
+        rows.append(_row(host, path, "ca", "CA (signer)", not_after, kind_windows, problems, now, extra, not_before))
     return rows
 
 
@@ -240,14 +303,14 @@ def summary(rows):
 
 def format_table(rows):
     """The rows as a fixed-width table, worst first within each host."""
-    header = ["Host", "File", "Kind", "Expires", "Days left", "Window", "Status", "Why"]
+    header = ["Host", "File", "Kind", "Expires", "Left", "Window", "Status", "Why"]
     order = dict((s, i) for i, s in enumerate((STATUS_EXPIRED, STATUS_BROKEN, STATUS_DUE, STATUS_OK)))
     body = []
     for row in sorted(rows, key=lambda r: (r["host"], order.get(r["status"], 0), r["file"])):
         body.append([row["host"], row["file"], row["kind"],
                      row["not_after"][:16].replace("T", " ") if row["not_after"] else "-",
-                     "-" if row["days_left"] is None else str(row["days_left"]),
-                     "-" if not row["window_days"] else "%dd" % row["window_days"],
+                     row.get("left") or "-",
+                     row.get("window") or "-",
                      row["status"].upper() if row["status"] != STATUS_OK else "ok",
                      "; ".join(row["why"])])
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header) - 1)]
@@ -291,7 +354,7 @@ def prometheus_text(rows):
         lines.append("# HELP %s %s" % (name, help_text))
         lines.append("# TYPE %s gauge" % name)
         for row in ordered:
-            value = len(row["why"]) if field is None else row[field]
+            value = len(row["why"]) if field is None else row.get(field)
             if value is None:
                 continue
             lines.append('%s{host="%s",file="%s",kind="%s"} %d'

@@ -28,7 +28,7 @@ __metaclass__ = type
 import os
 import threading
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, pki, rules, signer
+from ansible_collections.crdb.tls.plugins.module_utils import authority, fileio, issuance, pki, renewal, rules, signer
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 try:
@@ -263,7 +263,7 @@ def plan(certs_dir, spec, backend_, name, who=None, key_type=pki.DEFAULT_KEY_TYP
     now = now or pki.utcnow()
     fileio.require_dir(certs_dir, "certs_dir")
     key_spec = pki.check_key_spec(key_type, key_size)
-    renew_before = pki.parse_duration(renew_before, "renew_before")
+    renew_before = renewal.check_window(renew_before, spec.lifetime)
     result = ExternalPlan(certs_dir, spec)
     result.index_path = index_path
     cert_name = spec.filename

@@ -97,6 +97,10 @@ options:
   renew_before:
     description:
       - Rotate a generated CA once it expires within this window (for example V(30d)).
+      - A duration (V(30d), V(12h), V(90m)) or a share of the certificate's own lifetime, notBefore to notAfter
+        (V(33%) - renew in the last third, as step-ca does at two thirds).
+      - A fixed window as long as O(lifetime) or longer is refused (every run would re-issue), and so is a
+        share of 100% or more.
       - By default a CA is only replaced when it is missing or expired, or with O(force=true).
     type: str
   force:
@@ -280,7 +284,7 @@ reasons:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, module_support
+from ansible_collections.crdb.tls.plugins.module_utils import authority, module_support, renewal
 
 
 ARGUMENT_SPEC = dict(
@@ -319,6 +323,7 @@ def run(module):
         module.fail_json(msg="cert_src and key_src go together (a provided CA needs its key), unless "
                              "external_signer=true")
     else:
+        renewal.check_window(p["renew_before"], p["lifetime"])
         result = authority.ensure(
             p["path"], role=p["role"], passphrase=p["passphrase"], cert_src=p["cert_src"],
             key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],

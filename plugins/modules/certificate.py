@@ -92,6 +92,10 @@ options:
   renew_before:
     description:
       - Re-issue when the certificate expires within this window (for example V(30d)).
+      - A duration (V(30d), V(12h), V(90m)) or a share of the certificate's own lifetime, notBefore to notAfter
+        (V(33%) - renew in the last third, as step-ca does at two thirds).
+      - A fixed window as long as O(lifetime) or longer is refused (every run would re-issue), and so is a
+        share of 100% or more.
     type: str
   reuse_key:
     description:

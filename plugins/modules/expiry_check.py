@@ -81,8 +81,9 @@ options:
     type: path
   renew_before:
     description:
-      - Renewal window per kind - keys V(ca), V(node), V(client), V(ui); values durations such as V(30d).
-        A kind left out takes its default (ca 180d, the others 30d).
+      - Renewal window per kind - keys V(ca), V(node), V(client), V(ui); values durations such as V(30d), or
+        shares of each certificate's own lifetime such as V(33%) (the last third of its validity period).
+        A kind left out takes its default (ca V(180d), the others V(33%)).
     type: dict
     default: {}
   served_address:
@@ -173,8 +174,21 @@ certificates:
     days_left:
       description: Whole days until expiry.
       type: int
+    seconds_left:
+      description: Seconds until expiry (negative once expired), for certificates that live hours.
+      type: int
+    left:
+      description: Time until expiry at a glance (V(1829d), V(9h), V(40m)).
+      type: str
+    window:
+      description: The kind's renewal window as given, with its length for this certificate when it is a share
+        of the lifetime, for example 33% (8h) or 30d.
+      type: str
     window_days:
-      description: Renewal window of the kind, in days.
+      description: Length of the renewal window for this certificate, in whole days.
+      type: int
+    window_seconds:
+      description: Length of the renewal window for this certificate, in seconds.
       type: int
     status:
       description: ok, due, expired or broken.
@@ -189,7 +203,11 @@ certificates:
       kind: node
       not_after: "2031-12-03T18:44:00+00:00"
       days_left: 1830
-      window_days: 30
+      seconds_left: 158112000
+      left: 1830d
+      window: "33% (610d)"
+      window_days: 610
+      window_seconds: 52704000
       status: ok
       why: []
 problems:
@@ -219,6 +237,11 @@ ok:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.crdb.tls.plugins.module_utils import module_support, pki, renewal
+
+
+def _in(row):
+    """``36 days`` (as before) or ``9h`` for a CA that lives less than two days."""
+    return "%d days" % row["days_left"] if row["seconds_left"] >= 2 * 86400 else row["left"]
 
 
 def main():
@@ -265,8 +288,8 @@ def main():
                 rows.append(row)
         ca_due = [r for r in rows if r["kind"] == "ca" and r["status"] == renewal.STATUS_DUE]
         for row in ca_due:
-            module.warn("%s: the CA %s expires on %s, in %d days, inside its %dd renewal window; %s"
-                        % (row["host"], row["file"], row["not_after"], row["days_left"], row["window_days"],
+            module.warn("%s: the CA %s expires on %s, in %s, inside its %s renewal window; %s"
+                        % (row["host"], row["file"], row["not_after"], _in(row), row["window"],
                            renewal.ROTATE_HINT))
         if p["textfile_dir"]:
             result["changed"], result["textfile"] = renewal.write_textfile(

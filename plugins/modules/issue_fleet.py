@@ -98,6 +98,10 @@ options:
     description:
       - Re-issue certificates that expire within this window (for example V(30d)).
       - The window of every kind unless O(renew_before_by_kind) sets that kind's.
+      - A duration (V(30d), V(12h), V(90m)) or a share of the certificate's own lifetime, notBefore to notAfter
+        (V(33%) - renew in the last third, as step-ca does at two thirds).
+      - A fixed node, client or ui window as long as O(lifetime) or longer is refused (every run would
+        re-issue), and so is a share of 100% or more.
     type: str
   renew_before_by_kind:
     description:

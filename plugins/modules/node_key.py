@@ -111,7 +111,17 @@ options:
   renew_before:
     description:
       - Request a new certificate when the current one expires within this window (for example V(30d)).
+      - A duration (V(30d), V(12h), V(90m)) or a share of the certificate's own lifetime, notBefore to notAfter
+        (V(33%) - renew in the last third, as step-ca does at two thirds).
+      - The window of every kind unless O(renew_before_by_kind) sets that kind's.
     type: str
+  renew_before_by_kind:
+    description:
+      - Renewal window per kind of certificate, overriding O(renew_before) for that kind, as
+        M(crdb.tls.issue_fleet) takes it - keys V(node) (C(node.crt), C(client.node.crt)), V(client)
+        (C(client.<user>.crt)) and V(ui) (C(ui.crt)); an empty value keeps O(renew_before).
+    type: dict
+    default: {}
   rotate:
     description:
       - Certificate file names (for example V(node.crt)), or V(all), whose key is replaced by a new one. Give it
@@ -198,7 +208,7 @@ cryptography:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import installer, module_support, node_keys, pki
+from ansible_collections.crdb.tls.plugins.module_utils import installer, module_support, node_keys, pki, renewal
 
 
 def main():
@@ -215,6 +225,7 @@ def main():
             organization=dict(type="str", default="Cockroach"),
             ocsp_url=dict(type="str"),
             renew_before=dict(type="str"),
+            renew_before_by_kind=dict(type="dict", default={}),
             rotate=dict(type="list", elements="str", default=[], no_log=False),
             owner=dict(type="str"),
             group=dict(type="str"),
@@ -237,7 +248,8 @@ def main():
         group = installer.default_group(p["owner"], p["group"])
         reasons = installer.make_certs_dir(certs_dir, p["owner"], group, check_mode=module.check_mode)
         result = node_keys.ensure(certs_dir, certificates, issuers=p["issuers"], key_type=p["key_type"],
-                                  key_size=p["key_size"], renew_before=p["renew_before"], rotate=p["rotate"],
+                                  key_size=p["key_size"], renew_before=renewal.windows(p["renew_before"], p["renew_before_by_kind"]),
+                                  rotate=p["rotate"],
                                   owner=p["owner"], group=group, key_owner=p["key_owner"],
                                   key_group=p["key_group"], check_mode=module.check_mode)
         result["reasons"] = reasons + result["reasons"]

@@ -65,6 +65,8 @@ options:
   renew_before:
     description:
       - Re-issue when the certificate expires within this window (for example V(30d)).
+      - A duration (V(30d), V(12h), V(90m)) or a share of the certificate's own lifetime, notBefore to notAfter
+        (V(33%) - renew in the last third, as step-ca does at two thirds).
     type: str
   force:
     description:

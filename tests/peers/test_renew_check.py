@@ -14,9 +14,13 @@ stand-in and never another test's. The tests run in order on one fleet:
    table row and JSON entry of that file say why, everything else is ok;
 3. renew.yml renews node2's node.crt only, reloads node2's stand-in, which
    serves the new certificate; a second run changes nothing;
-4. node2 and node3 due again, node2's process name wrong (its reload reaches
-   nothing): renew.yml stops at node2's check, node3 is not touched;
-5. a CA inside its window is warned about, never rotated.
+4. phased mode: node2 and node3 due again, node2's process name wrong (its
+   reload reaches nothing): renew.yml stops at node2's check, node3 is not
+   touched;
+5. fleet mode (the default with no CA rotation open): every node due, node2's
+   reload reaching nothing: node1 and node3 are renewed, reloaded and
+   verified all the same, and the run fails at the end naming node2;
+6. a CA inside its window is warned about, never rotated.
 """
 
 import getpass
@@ -106,6 +110,9 @@ class Fleet:
                 "crdb_tls_key_type": "ecdsa",
                 "crdb_tls_check_served_timeout": 3,
                 "crdb_tls_check_report": self.report,
+                # A fixed window: make_due issues a 10-day certificate that must be due at once (a share
+                # of the lifetime never is, right after issue; tests/peers/test_short_lived.py has those).
+                "crdb_tls_renew_before": "30d",
             },
         }}
         for host in NODES + ("client1",):
@@ -273,7 +280,7 @@ def test_check_healthy_fleet(fleet):
     assert (ca["kind"], ca["status"], ca["window_days"]) == ("ca", "ok", 180)
     assert report["summary"] == {"ok": len(report["certificates"]), "due": 0, "expired": 0, "broken": 0}
     # The table on stdout has a row per certificate.
-    assert re.search(r"node2\s+\| %s\s+\| node\s+\| \S+ \S+\s+\| 18\d\d\s+\| 30d\s+\| ok" %
+    assert re.search(r"node2\s+\| %s\s+\| node\s+\| \S+ \S+\s+\| 18\d\dd\s+\| 30d\s+\| ok" %
                      re.escape(os.path.join(fleet.certs_dir("node2"), "node.crt")), out), out[-4000:]
     # Prometheus textfile per host, written atomically (no temporary file left).
     with open(fleet.textfile("node1")) as handle:
@@ -298,12 +305,12 @@ def test_check_flags_the_cert_about_to_expire(fleet):
     rows = rows_by_file(report)
     row = rows[("node2", due_file)]
     assert row["status"] == "due" and row["kind"] == "node" and row["days_left"] == 9
-    assert len(row["why"]) == 1 and "(9 days left), inside its 30d node renewal window" in row["why"][0]
+    assert len(row["why"]) == 1 and "(9d left of 11d), inside its 30d node renewal window" in row["why"][0]
     others = [r for key, r in rows.items() if key != ("node2", due_file)]
     assert others and all(r["status"] == "ok" for r in others), [r for r in others if r["status"] != "ok"]
     assert report["summary"]["due"] == 1 and report["summary"]["ok"] == len(others)
     # Table row, and the failure message naming host, file and why.
-    assert re.search(r"node2\s+\| %s\s+\| node\s+\| \S+ \S+\s+\| 9\s+\| 30d\s+\| DUE\s+\| expires on "
+    assert re.search(r"node2\s+\| %s\s+\| node\s+\| \S+ \S+\s+\| 9d\s+\| 30d\s+\| DUE\s+\| expires on "
                      % re.escape(due_file), out), out[-4000:]
     assert "node2 %s: expires on" % due_file in out
     with open(fleet.textfile("node2")) as handle:
@@ -328,8 +335,10 @@ def test_renew_renews_only_the_due_cert_and_reloads(fleet):
     assert status["served_cert_sha256"] == after["node2"]
     assert status["reloads"] == reloads["node2"] + 1 and status["last_reload_sender_uid"] == os.getuid()
     assert [fleet.status(h)["reloads"] for h in ("node1", "node3")] == [reloads["node1"], reloads["node3"]]
-    # One host per batch: three batches of the node play.
-    assert out.count("PLAY [Renew node certificates, one batch of hosts at a time]") == 3
+    # No CA rotation open: the fleet mode, every node in one play (the phased plays match no host).
+    assert out.count("PLAY [Renew node certificates across the fleet in one pass]") == 1
+    assert re.search(r"PLAY \[Renew node certificates, one batch of hosts at a time\] \*+\nskipping: no hosts matched",
+                     out), out[-6000:]
 
     rc, again = fleet.playbook("renew.yml")
     assert rc == 0, again[-6000:]
@@ -348,9 +357,11 @@ def test_failing_host_stops_the_run(fleet):
     try:
         reloads3 = fleet.status("node3")["reloads"]
         issued3 = fingerprint(os.path.join(fleet.pki, "issued", "node3", "node.crt"))
-        rc, out = fleet.playbook("renew.yml")
+        rc, out = fleet.playbook("renew.yml", "-e", "crdb_tls_renew_mode=phased")
     finally:
         fleet.write_inventory()
+    # One host per batch: node1 and node2 went, node3 never started.
+    assert out.count("PLAY [Renew node certificates, one batch of hosts at a time]") == 2, out[-6000:]
     assert rc != 0, out[-6000:]
     new2 = fingerprint(os.path.join(fleet.certs_dir("node2"), "node.crt"))
     assert re.search(r"1 certificate problem\(s\) on node2:\s+node2 %s: 127\.0\.0\.1:%d serves sha256 \w+, not %s "
@@ -362,17 +373,54 @@ def test_failing_host_stops_the_run(fleet):
     assert fingerprint(os.path.join(fleet.certs_dir("node3"), "node.crt")) == due3
     assert fleet.status("node3")["reloads"] == reloads3
     assert "node3" not in recap(out) or recap(out)["node3"]["changed"] == 0
-    assert not re.search(r"^(ok|changed): \[node3\]", out.split("PLAY [Renew node certificates")[1], re.M)
+    assert not re.search(r"^(ok|changed): \[node3\]", out.split("PLAY [Renew node certificates, one batch")[1], re.M)
 
     # With the right process name the run goes through: node2's missed reload is made up for
     # (its process still served the older certificate), node3 is renewed.
     reloads2 = fleet.status("node2")["reloads"]
-    rc, out = fleet.playbook("renew.yml")
+    rc, out = fleet.playbook("renew.yml", "-e", "crdb_tls_renew_mode=phased")
     assert rc == 0, out[-6000:]
     assert fleet.status("node2")["served_cert_sha256"] == new2
     assert fleet.status("node2")["reloads"] == reloads2 + 1
     assert fleet.status("node3")["served_cert_sha256"] == fingerprint(os.path.join(fleet.certs_dir("node3"),
                                                                                    "node.crt")) != due3
+
+
+def test_fleet_mode_a_failing_host_does_not_stop_the_others(fleet):
+    due = dict((host, fleet.make_due(host, days=10)) for host in NODES)
+    fleet.write_inventory(process_names={"node2": "nosuchprocess"})
+    try:
+        reloads = dict((h, fleet.status(h)["reloads"]) for h in NODES)
+        rc, out = fleet.playbook("renew.yml")
+    finally:
+        fleet.write_inventory()
+    assert rc != 0, out[-6000:]
+    flat = " ".join(out.split())
+    # One pass: every node in the same play, node2's failure reported where it happened and at the end.
+    assert out.count("PLAY [Renew node certificates across the fleet in one pass]") == 1
+    assert re.search(r"1 certificate problem\(s\) on node2:\s+node2 %s: 127\.0\.0\.1:%d serves sha256 \w+, not "
+                     % (re.escape(os.path.join(fleet.certs_dir("node2"), "node.crt")), fleet.ports["node2"]), out), \
+        out[-6000:]
+    assert "renewal did not complete on 1 host(s): node2 (their errors are above; the other hosts were renewed " \
+           "and verified)" in flat, out[-3000:]
+    counts = recap(out)
+    assert counts["node2"]["failed"] == 1 and counts["node1"]["failed"] == 0 and counts["node3"]["failed"] == 0
+    # node1 and node3: new certificates, installed, reloaded once, served.
+    for host in ("node1", "node3"):
+        served = fingerprint(os.path.join(fleet.certs_dir(host), "node.crt"))
+        assert served != due[host]
+        assert fleet.status(host)["served_cert_sha256"] == served
+        assert fleet.status(host)["reloads"] == reloads[host] + 1
+    # node2 got its new files but its process was never told: it still serves the old certificate.
+    assert fingerprint(os.path.join(fleet.certs_dir("node2"), "node.crt")) != due["node2"]
+    assert fleet.status("node2")["served_cert_sha256"] == due["node2"]
+
+    # Fixed, the next run reloads node2 and touches nothing else.
+    rc, out = fleet.playbook("renew.yml")
+    assert rc == 0, out[-6000:]
+    assert fleet.status("node2")["served_cert_sha256"] == fingerprint(os.path.join(fleet.certs_dir("node2"),
+                                                                                   "node.crt"))
+    assert [fleet.status(h)["reloads"] for h in ("node1", "node3")] == [reloads["node1"] + 1, reloads["node3"] + 1]
 
 
 def test_ca_inside_its_window_is_warned_never_rotated(fleet):

@@ -112,7 +112,7 @@ def test_renew_before_triggers_rotation(pki_dir):
     assert kept["rotated"] is False and kept["reasons"] == []
     new = authority.ensure(pki_dir, renew_before="30d", **EC)
     assert new["rotated"] is True
-    assert new["reasons"] == ["CA expires on %s, within renew_before (30d)" % end]
+    assert new["reasons"] == ["CA expires on %s: 9d left of 11d, inside the 30d window" % end]
     assert new["bundle_fingerprints"] == [new["fingerprint_sha256"], old["fingerprint_sha256"]]
 
 

@@ -454,7 +454,8 @@ def _fps(result):
 
 
 def test_renewal_windows_per_kind(pki_dir):
-    """Certificates valid 40 days: a 45d window renews them, a 10d one does not; each kind on its own."""
+    """Certificates valid 40 days (41 with back-dating): a 99% window renews them, a 10% one does not; each kind
+    on its own."""
     make_pki(pki_dir)
     first = _fps(issue(pki_dir, ui_generate=True, lifetime="40d"))
     assert set(n for _h, n in first) == {"node.crt", "ui.crt", "client.root.crt", "client.app.crt"}
@@ -468,17 +469,17 @@ def test_renewal_windows_per_kind(pki_dir):
         current.update(after)
         return names, result
 
-    names, result = renewed(renew_before_by_kind={"node": "45d"})
+    names, result = renewed(renew_before_by_kind={"node": "99%"})
     assert names == ["node.crt"]
-    assert any("node.crt expires on" in r and "within renew_before (45d)" in r
+    assert any("node.crt expires on" in r and "inside the 99% (40d) window" in r
                for r in result["hosts"]["n1"]["reasons"])
-    assert renewed(renew_before_by_kind={"ui": "45d", "node": "10d"})[0] == ["ui.crt"]
-    assert renewed(renew_before_by_kind={"client": "45d"})[0] == ["client.app.crt", "client.root.crt"]
+    assert renewed(renew_before_by_kind={"ui": "99%", "node": "10%"})[0] == ["ui.crt"]
+    assert renewed(renew_before_by_kind={"client": "99%"})[0] == ["client.app.crt", "client.root.crt"]
     # The CA window never renews anything here.
-    names, result = renewed(renew_before_by_kind={"ca": "45d"})
+    names, result = renewed(renew_before_by_kind={"ca": "99%"})
     assert names == [] and result["changed"] is False
     # renew_before is every kind's window unless the kind has its own; an empty one keeps it.
-    assert renewed(renew_before="45d", renew_before_by_kind={"node": "10d", "ui": "10d", "client": ""})[0] == \
+    assert renewed(renew_before="99%", renew_before_by_kind={"node": "10%", "ui": "10%", "client": ""})[0] == \
         ["client.app.crt", "client.root.crt"]
 
 
@@ -487,6 +488,15 @@ def test_renewal_window_bad_kind_or_duration(pki_dir):
     with pytest.raises(CrdbTlsError, match=r"renewal window for 'nodes': not a kind of certificate "
                                            r"\(kinds: ca, node, client, ui\)"):
         issue(pki_dir, renew_before_by_kind={"nodes": "30d"})
-    with pytest.raises(CrdbTlsError, match=r"renewal window for ui 'soon' is not a duration"):
+    with pytest.raises(CrdbTlsError, match=r"renewal window for ui 'soon' is neither a duration nor a percentage "
+                                           r"of the lifetime \(examples: 30d, 12h, 90m, 33%\)"):
         issue(pki_dir, renew_before_by_kind={"ui": "soon"})
+    # A window that is always open is refused before anything is written, naming both values.
+    with pytest.raises(CrdbTlsError, match=r"^renewal window for node 30d is not shorter than lifetime 720h: every "
+                                           r"run would re-issue the certificate"):
+        issue(pki_dir, lifetime="720h", renew_before="30d")
+    with pytest.raises(CrdbTlsError, match=r"^renewal window for client '100%' would make every run re-issue"):
+        issue(pki_dir, lifetime="2h", renew_before_by_kind={"client": "100%"})
+    with pytest.raises(CrdbTlsError, match=r"^renewal window for ui 3h is not shorter than lifetime 2h"):
+        issue(pki_dir, lifetime="2h", renew_before="33%", renew_before_by_kind={"ui": "3h"})
     assert not os.path.exists(os.path.join(pki_dir, fleet.ISSUED_DIR))

@@ -605,9 +605,14 @@ def test_renewal_reason(ca, mk):
     assert pki.renewal_reason(cert, None, now) is None
     assert pki.renewal_reason(cert, datetime.timedelta(days=9), now) is None
     assert pki.renewal_reason(cert, datetime.timedelta(days=10), now) == \
-        "expires on %s, within renew_before (10d)" % end
-    assert pki.renewal_reason(cert, datetime.timedelta(hours=250), now) == \
-        "expires on %s, within renew_before (250h)" % end
+        "expires on %s: 10d left of 11d, inside the 10d window" % end
+    assert pki.renewal_reason(cert, pki.parse_window("250h", "w"), now) == \
+        "expires on %s: 10d left of 11d, inside the 250h window" % end
+    # 10 days back-dated 24h: 11 days of validity, 33% of which is 3d15h.
+    assert pki.renewal_reason(cert, pki.parse_window("33%", "w"), now) is None
+    assert pki.renewal_reason(cert, pki.parse_window("33%", "w"), now + datetime.timedelta(days=6, hours=9)) == \
+        "expires on %s: 3d left of 11d, inside the 33%% (3d) window" % end
+    assert pki.renewal_reason(cert, pki.parse_window("33%", "w"), now + datetime.timedelta(days=6, hours=7)) is None
     assert pki.renewal_reason(cert, None, now + datetime.timedelta(days=11)) == "expired on %s" % end
     assert pki.renewal_reason(cert, None, now - datetime.timedelta(days=2)) == \
         "not valid before %s" % pki.not_before(cert).isoformat()

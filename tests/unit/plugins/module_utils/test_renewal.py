@@ -16,10 +16,11 @@ import threading
 
 import pytest
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, pki, renewal
+from ansible_collections.crdb.tls.plugins.module_utils import authority, durations, pki, renewal
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
-WINDOWS = renewal.windows(None, renewal.DEFAULT_WINDOWS)
+# Fixed windows, as before issue 13; the fractional defaults have tests of their own.
+WINDOWS = renewal.windows(None, {"ca": "180d", "node": "30d", "client": "30d", "ui": "30d"})
 
 
 @pytest.mark.parametrize("name,kind", [
@@ -33,22 +34,80 @@ def test_kind_of(name, kind):
     assert renewal.kind_of(name) == kind
 
 
+def _fixed(days):
+    return durations.Window(fixed=datetime.timedelta(days=days))
+
+
 def test_windows_default_and_per_kind():
-    days = datetime.timedelta(days=1)
-    assert renewal.windows("30d") == {"ca": 30 * days, "node": 30 * days, "client": 30 * days, "ui": 30 * days}
+    assert renewal.windows("30d") == {"ca": _fixed(30), "node": _fixed(30), "client": _fixed(30), "ui": _fixed(30)}
     assert renewal.windows("30d", {"ca": "180d", "ui": "", "node": None, "client": "2w"}) == {
-        "ca": 180 * days, "node": 30 * days, "client": 14 * days, "ui": 30 * days}
-    assert renewal.windows(None, {"node": "10d"}) == {"ca": None, "node": 10 * days, "client": None, "ui": None}
-    assert renewal.window_for(renewal.windows(None, {"node": "10d"}), "client.node.crt") == 10 * days
+        "ca": _fixed(180), "node": _fixed(30), "client": _fixed(14), "ui": _fixed(30)}
+    assert renewal.windows(None, {"node": "10d"}) == {"ca": None, "node": _fixed(10), "client": None, "ui": None}
+    assert renewal.window_for(renewal.windows(None, {"node": "10d"}), "client.node.crt") == _fixed(10)
     assert renewal.window_for(None, "node.crt") is None
+    third = durations.Window(fraction=0.33)
+    assert renewal.windows("33%", {"ca": "180d"}) == {"ca": _fixed(180), "node": third, "client": third, "ui": third}
+    # The defaults: leaves in the last third of their lifetime, the CA 180 days ahead.
+    assert renewal.windows(None, renewal.DEFAULT_WINDOWS) == {"ca": _fixed(180), "node": third, "client": third,
+                                                              "ui": third}
+
+
+@pytest.mark.parametrize("value,fixed,fraction,text", [
+    ("33%", None, 0.33, "33%"), (" 12.5 % ", None, 0.125, "12.5%"), ("30d", datetime.timedelta(days=30), None, "30d"),
+    ("36h", datetime.timedelta(hours=36), None, "36h"), ("90m", datetime.timedelta(minutes=90), None, "90m"),
+    (8, datetime.timedelta(hours=8), None, "8h"), ("2w", datetime.timedelta(days=14), None, "14d"),
+])
+def test_parse_window(value, fixed, fraction, text):
+    window = durations.parse_window(value, "w")
+    assert (window.fixed, window.fraction, window.text()) == (fixed, fraction, text)
+
+
+def test_parse_window_no_window_and_refusals():
+    assert durations.parse_window(None, "w") is None
+    assert durations.parse_window("", "w") is None
+    assert durations.parse_window("0d", "w") is None
+    with pytest.raises(CrdbTlsError, match=r"^crdb_tls_renew_before '100%' would make every run re-issue: a window "
+                                           r"of 100% of the lifetime or more is always open"):
+        durations.parse_window("100%", "crdb_tls_renew_before")
+    with pytest.raises(CrdbTlsError, match=r"^w '150%' would make every run re-issue"):
+        durations.parse_window("150%", "w")
+    with pytest.raises(CrdbTlsError, match=r"^w '0%' is no window: give a percentage above 0%"):
+        durations.parse_window("0%", "w")
+    with pytest.raises(CrdbTlsError, match=r"^w '-5%' is neither a duration nor a percentage"):
+        durations.parse_window("-5%", "w")
+
+
+def test_fraction_window_length_and_description():
+    window = durations.parse_window("33%", "w")
+    day = datetime.timedelta(hours=24)
+    assert window.length(day) == datetime.timedelta(hours=7, minutes=55, seconds=12)
+    assert window.describe(day) == "33% (7h)"
+    assert window.describe() == "33%" and window.length() is None
+    assert durations.describe_window(durations.parse_window("30d", "w"), day) == "30d"
+
+
+def test_check_window_refuses_a_window_always_open():
+    """The one check of a window against the lifetime asked (issue_fleet, certificate, ca and the roles use it)."""
+    assert renewal.check_window("33%", "1h") == durations.Window(fraction=0.33)
+    assert renewal.check_window("59m", "1h") == durations.Window(fixed=datetime.timedelta(minutes=59))
+    assert renewal.check_window(None, "1h") is None
+    with pytest.raises(CrdbTlsError, match=r"^renew_before 30d is not shorter than lifetime 48h: every run would "
+                                           r"re-issue the certificate \(give a shorter window, or a share of the "
+                                           r"lifetime such as 33%\)$"):
+        renewal.check_window("30d", "48h")
+    with pytest.raises(CrdbTlsError, match=r"^crdb_tls_renew_before_node 120m is not shorter than crdb_tls_lifetime 2h"):
+        renewal.check_window("120m", "2h", "crdb_tls_renew_before_node", "crdb_tls_lifetime")
+    with pytest.raises(CrdbTlsError, match=r"^renewal window for client 48h is not shorter than lifetime 24h"):
+        renewal.check_leaf_windows(renewal.windows("33%", {"client": "48h", "ca": "180d"}), "24h")
 
 
 def test_windows_refuse_bad_input():
     with pytest.raises(CrdbTlsError, match=r"renewal window for 'server': not a kind of certificate"):
         renewal.windows("30d", {"server": "1d"})
-    with pytest.raises(CrdbTlsError, match=r"renewal window for node '3 months' is not a duration"):
+    with pytest.raises(CrdbTlsError, match=r"renewal window for node '3 months' is neither a duration nor a "
+                                           r"percentage of the lifetime \(examples: 30d, 12h, 90m, 33%\)"):
         renewal.windows(None, {"node": "3 months"})
-    with pytest.raises(CrdbTlsError, match=r"renew_before 'x' is not a duration"):
+    with pytest.raises(CrdbTlsError, match=r"renew_before 'x' is neither a duration nor a percentage"):
         renewal.windows("x")
 
 
@@ -57,7 +116,7 @@ def test_judge_statuses():
     soon, later = now + datetime.timedelta(days=5), now + datetime.timedelta(days=400)
     assert renewal.judge(later, "node", WINDOWS, [], now) == ("ok", [])
     status, why = renewal.judge(soon, "node", WINDOWS, [], now)
-    assert status == "due" and why == ["expires on %s (5 days left), inside its 30d node renewal window"
+    assert status == "due" and why == ["expires on %s (5d left), inside its 30d node renewal window"
                                        % soon.strftime("%Y-%m-%d %H:%M UTC")]
     status, why = renewal.judge(soon, "ca", WINDOWS, [], now)
     assert status == "due" and why[0].endswith("inside its 180d ca renewal window; renew.yml does not rotate a CA: "
@@ -88,9 +147,10 @@ def test_assess_dir_rows(mk, ca, certs_dir):
     node = rows["node.crt"]
     assert (node["host"], node["file"], node["kind"], node["status"]) == (
         "node1", os.path.join(certs_dir, "node.crt"), "node", "due")
-    assert node["days_left"] == 9 and node["window_days"] == 30
+    assert node["days_left"] == 9 and node["window_days"] == 30 and node["window"] == "30d"
+    assert node["left"] == "9d" and 9 * 86400 < node["seconds_left"] <= 10 * 86400
     assert node["expiry_timestamp"] == int(datetime.datetime.fromisoformat(node["not_after"]).timestamp())
-    assert "(9 days left), inside its 30d node renewal window" in node["why"][0]
+    assert "(9d left of 11d), inside its 30d node renewal window" in node["why"][0]
     assert (rows["client.root.crt"]["kind"], rows["client.root.crt"]["status"]) == ("client", "ok")
     assert (rows["ca.crt"]["kind"], rows["ca.crt"]["status"], rows["ca.crt"]["window_days"]) == ("ca", "ok", 180)
 
@@ -219,10 +279,10 @@ def test_report_table_and_json(mk, ca, certs_dir, tmp_path):
         "node9 -: the check could not run: unreachable (broken)"]
     table = renewal.format_table(rows).splitlines()
     assert table[0].split(" | ")[:7] == ["Host   ", "File".ljust(len(os.path.join(certs_dir, "client.root.crt"))),
-                                         "Kind  ", "Expires         ", "Days left", "Window", "Status"]
+                                         "Kind  ", "Expires         ", "Left ", "Window", "Status"]
     due_line = [line for line in table if "node.crt" in line][0]
     assert [c.strip() for c in due_line.split(" | ")][2:7] == ["node", rows[2]["not_after"][:16].replace("T", " "),
-                                                               "9", "30d", "DUE"]
+                                                               "9d", "30d", "DUE"]
     assert table[-1] == "(4 certificates: 2 ok, 1 due, 0 expired, 1 broken)"
     path = str(tmp_path / "report.json")
     assert renewal.write_report(path, document) is True
@@ -259,3 +319,79 @@ def test_prometheus_textfile(mk, ca, certs_dir, tmp_path):
         renewal.write_textfile(directory, rows, name="crdb.txt")
     with pytest.raises(CrdbTlsError, match=r"textfile directory"):
         renewal.write_textfile(os.path.join(directory, "none"), rows)
+
+
+# --------------------------------------------------------------------------- short-lived certificates
+
+def test_short_lived_rows_in_hours(mk, ca, certs_dir):
+    """A 24-hour node certificate with the default 33% window: hours in the row, the rule that fired in why."""
+    mk.install_ca(certs_dir, "ca.crt", ca)
+    now = pki.utcnow()
+    cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com"], lifetime="24h", now=now)
+    mk.install(certs_dir, "node.crt", cert, key)
+    windows = renewal.windows(None, renewal.DEFAULT_WINDOWS)
+    # Back-dated by a tenth of its lifetime (2.4h), not 24h: 26.4h of validity, 33% of it is 8.7h.
+    assert pki.not_after(cert) - pki.not_before(cert) == datetime.timedelta(hours=26, minutes=24)
+
+    def row(at):
+        rows = renewal.assess_dir("node1", certs_dir, windows, layout="standard", now=at)
+        return [r for r in rows if r["file"].endswith("node.crt")][0]
+    fresh = row(now)
+    assert (fresh["status"], fresh["left"], fresh["window"], fresh["window_days"]) == ("ok", "23h", "33% (8h)", 0)
+    assert fresh["window_seconds"] == int(0.33 * 26.4 * 3600)
+    later = row(now + datetime.timedelta(hours=15, minutes=30))
+    assert later["status"] == "due" and later["left"] == "8h" and later["days_left"] == 0
+    assert later["why"] == ["expires on %s (8h left of 26h), inside its 33%% (8h) node renewal window"
+                            % pki.not_after(cert).strftime("%Y-%m-%d %H:%M UTC")]
+    assert row(now + datetime.timedelta(hours=15))["status"] == "ok"
+    assert row(now + datetime.timedelta(hours=24, minutes=1))["status"] == "expired"
+    # The textfile carries the expiry time (alert on it minus time()), never a count of seconds that would
+    # rewrite it on every run.
+    text = renewal.prometheus_text([later]).decode()
+    assert 'crdb_tls_cert_expiry_timestamp_seconds{host="node1",file="%s",kind="node"} %d\n' % (
+        later["file"], later["expiry_timestamp"]) in text
+    assert "seconds_left" not in text
+    table = renewal.format_table([later])
+    assert "| 8h   | 33% (8h) | DUE" in table, table
+
+
+@pytest.mark.parametrize("lifetime,back", [("1h", datetime.timedelta(minutes=6)), ("2h", datetime.timedelta(minutes=12)),
+                                           ("10d", datetime.timedelta(hours=24)), ("1830d", datetime.timedelta(hours=24))])
+def test_back_dating_is_a_tenth_of_the_lifetime_at_most(ca, lifetime, back):
+    now = pki.utcnow().replace(microsecond=0)
+    spec = pki.build_spec("node", hosts=["n1.example.com"], lifetime=lifetime)
+    key = pki.generate_key("ecdsa", None)
+    cert = pki.issue(spec, key.public_key(), ca, now=now)
+    assert pki.not_before(cert) == now - back
+    assert pki.not_after(cert) == now + pki.parse_duration(lifetime, "lifetime")
+    # Just issued: outside a 33% window, whatever the lifetime.
+    assert pki.renewal_reason(cert, pki.parse_window("33%", "w"), now) is None
+
+
+@pytest.mark.parametrize("lifetime", ["1h", "2h", "24h", "48h", "1830d"])
+def test_a_share_of_the_lifetime_decides_at_two_thirds(mk, ca, certs_dir, lifetime):
+    """The decision at points along a certificate's life, the clock given to the decision only (real certificates):
+    ok until the last 33% of its validity, due inside it, expired after; never due right after issue."""
+    mk.install_ca(certs_dir, "ca.crt", ca)
+    issued = pki.utcnow()
+    cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com"], lifetime=lifetime, now=issued)
+    mk.install(certs_dir, "node.crt", cert, key)
+    windows = renewal.windows(None, renewal.DEFAULT_WINDOWS)
+    start, end = pki.not_before(cert), pki.not_after(cert)
+    validity = end - start
+    opens = end - datetime.timedelta(seconds=validity.total_seconds() * 0.33)
+    assert start < issued < opens < end
+
+    def decide(at):
+        row = [r for r in renewal.assess_dir("n1", certs_dir, windows, layout="standard", now=at)
+               if r["file"].endswith("node.crt")][0]
+        reason = pki.renewal_reason(cert, windows["node"], at)
+        return row["status"], reason
+    second = datetime.timedelta(seconds=1)
+    assert decide(issued) == ("ok", None)
+    assert decide(opens - second) == ("ok", None)
+    status, reason = decide(opens + second)
+    assert status == "due" and reason.startswith("expires on %s: " % end.strftime("%Y-%m-%d %H:%M UTC"))
+    assert reason.endswith(", inside the 33%% (%s) window" % durations.format_span(windows["node"].length(validity)))
+    assert decide(end - second)[0] == "due"
+    assert decide(end)[0] == "expired" and decide(end)[1].startswith("expired on ")
