@@ -167,8 +167,8 @@ def test_timer_units_verify(tmp_path):
 
     # No inventory: refused by name before anything is written.
     del extra["crdb_tls_renew_timer_inventory"]
-    missing = subprocess.run([ansible_tool()] + local + [str(play), "-e",
-                              json.dumps(dict(extra, crdb_tls_renew_timer_unit_dir=str(base / "nothing")))],
+    no_inventory = json.dumps(dict(extra, crdb_tls_renew_timer_unit_dir=str(base / "nothing")))
+    missing = subprocess.run([ansible_tool()] + local + [str(play), "-e", no_inventory],
                              env=fleet.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, timeout=300, check=False)
     assert missing.returncode != 0
