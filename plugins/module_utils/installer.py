@@ -203,11 +203,11 @@ def _validate_staged(handle, wanted, managed, owner, group, process_user, expect
                           expected_ui_hosts=expected_ui_hosts, layout=layout, purpose=purpose)
     finally:
         shutil.rmtree(outer, ignore_errors=True)
-    everything = [p.replace(staging, dest) for p in report["problems"]]
+    everything = [str(p).replace(staging, dest) for p in report["records"] if p.blocking]
     names = managed | incoming
     if layout and purpose == "node":
         names |= set(rules.layout_files(layout))
-    return [p for p in everything if p.split(":", 1)[0] in names], everything
+    return [str(p).replace(staging, dest) for p in report["records"] if p.blocking and p.file in names], everything
 
 
 def _refuse_links(handle, names):

@@ -210,9 +210,9 @@ def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, proce
     report = certsdir.inspect(certs_dir, process_user=process_user, expected_hosts=expected_hosts,
                               layout=layout, purpose=purpose, now=now)
     by_file = {}
-    for problem in report["problems"]:
-        name, _sep, why = problem.partition(": ")
-        by_file.setdefault(name, []).append(why or problem)
+    for problem in report["records"]:
+        if problem.blocking:
+            by_file.setdefault(problem.file, []).append(problem.message)
     rows = []
     for entry in report["entries"]:
         name = entry["file"]

@@ -114,20 +114,20 @@ def validate_username(user, what="user"):
     """Return ``user`` if CockroachDB accepts it as a normalised SQL user name.
 
     CockroachDB's pattern is ``^[\\p{Ll}0-9_][-\\p{Ll}0-9_.]*$`` and at most 63
-    characters; the name must already be NFC (it is read from a file name).
-    ``..`` and ``/`` are refused as well since the name becomes a file name.
+    bytes (UTF-8), so ``a..b`` is a valid name; it must already be NFC (it is
+    read from a file name). ``/`` is refused as well since the name becomes a
+    file name (the pattern refuses it anyway).
     """
     if not isinstance(user, str) or not user:
         raise CrdbTlsError("%s must be a non-empty SQL user name, got %r" % (what, user))
     problems = []
-    if len(user) > MAX_USERNAME_LENGTH:
-        problems.append("longer than %d characters (%d)" % (MAX_USERNAME_LENGTH, len(user)))
+    size = len(user.encode("utf-8"))
+    if size > MAX_USERNAME_LENGTH:
+        problems.append("longer than %d bytes (%d)" % (MAX_USERNAME_LENGTH, size))
     if unicodedata.normalize("NFC", user) != user:
         problems.append("not in Unicode NFC form")
     if "/" in user or "\\" in user or "\x00" in user:
         problems.append("contains a path separator")
-    if ".." in user:
-        problems.append("contains '..'")
     for index, char in enumerate(user):
         lower = unicodedata.category(char) == "Ll"
         ok = lower or char.isdigit() and char.isascii() or char == "_"
@@ -143,7 +143,7 @@ def validate_username(user, what="user"):
         raise CrdbTlsError(
             "%s %r is not a valid CockroachDB SQL user name: %s "
             "(allowed: lower case letters, digits, '_', and after the first character '-' and '.'; "
-            "at most %d characters)" % (what, user, "; ".join(problems), MAX_USERNAME_LENGTH))
+            "at most %d bytes)" % (what, user, "; ".join(problems), MAX_USERNAME_LENGTH))
     return user
 
 
@@ -198,21 +198,17 @@ def classify(name):
         return FIXED_NAMES[name], None, None
     parts = name[:-len(CERT_SUFFIX)].split(".")
     prefix, middle = parts[0], parts[1:]
-    if prefix == "client" and middle:
-        user = ".".join(middle)
-        try:
-            validate_username(user, what="user in file name %r" % name)
-        except CrdbTlsError as exc:
-            return None, None, str(exc)
-        return KIND_CLIENT, user, None
-    if prefix in ("client-tenant", "tenant-signing") and len(middle) == 1:
-        if middle[0].isdigit():
-            kind = KIND_TENANT_CLIENT if prefix == "client-tenant" else KIND_TENANT_SIGNING
-            return kind, middle[0], None
-        return None, None, "tenant id %r in %r is not a number" % (middle[0], name)
+    if prefix == "client" and ".".join(middle):
+        # The loader takes any non-empty name; whether it is a SQL user name is judged by the verifier
+        # (a name meant for a principal map loads too).
+        return KIND_CLIENT, ".".join(middle), None
+    if prefix in ("client-tenant", "tenant-signing") and ".".join(middle):
+        # The id is parsed (uint64) by the manager, and a bad one fails the whole load: the verifier says so.
+        kind = KIND_TENANT_CLIENT if prefix == "client-tenant" else KIND_TENANT_SIGNING
+        return kind, ".".join(middle), None
     return None, None, ("%r is not a file name CockroachDB recognises; it would be skipped "
-                        "(expected ca.crt, ca-client.crt, ca-ui.crt, node.crt, ui.crt, "
-                        "client.<user>.crt, ...)" % name)
+                        "(expected ca.crt, ca-client.crt, ca-ui.crt, ca-client-tenant.crt, node.crt, ui.crt, "
+                        "client.<user>.crt, client-tenant.<id>.crt, tenant-signing.<id>.crt)" % name)
 
 
 def verifying_ca_file(kind, user, present):
@@ -228,7 +224,9 @@ def verifying_ca_file(kind, user, present):
     if kind == KIND_UI:
         return "ca-ui.crt" if "ca-ui.crt" in present else "ca.crt"
     if kind == KIND_TENANT_CLIENT:
-        return "ca-client-tenant.crt"
+        for name in ("ca-client-tenant.crt", "ca-client.crt"):
+            if name in present:
+                return name
     return "ca.crt"
 
 
@@ -285,11 +283,13 @@ def client_ca_role(layout):
 def key_mode_problem(st_mode, st_uid, st_gid, process_gid=None):
     """Judge a key file's permissions by CockroachDB's rule.
 
-    Returns None when CockroachDB accepts them, else a message. The rule:
-    no bit outside 0700; or, when the file is owned by root and its group is
-    the cockroach process's primary group, no bit outside 0740.
+    Returns None when CockroachDB accepts them, else a message. Only the rwx
+    bits count (Go's ``Mode().Perm()``: setuid, setgid and sticky are
+    ignored). The rule: no bit outside 0700; or, when the file is owned by
+    root and its group is the gid the cockroach process runs with, no bit
+    outside 0740.
     """
-    perms = stat.S_IMODE(st_mode)
+    perms = stat.S_IMODE(st_mode) & 0o777
     if perms & ~KEY_MAX_PERMS == 0:
         return None
     if st_uid == 0 and process_gid is not None and st_gid == process_gid \
@@ -297,7 +297,7 @@ def key_mode_problem(st_mode, st_uid, st_gid, process_gid=None):
         return None
     if st_uid == 0 and perms & ~KEY_MAX_PERMS_ROOT_OWNED == 0:
         return ("mode %04o exceeds -rwx------; 0740 is allowed only for a root-owned key whose "
-                "group is the cockroach process's primary group (gid %s, process gid %s)"
+                "group is the cockroach process's gid (key gid %s, process gid %s)"
                 % (perms, st_gid, process_gid))
     return "mode %04o exceeds -rwx------ (CockroachDB refuses group or world access to keys)" % perms
 

@@ -24,7 +24,13 @@ description:
     intermediates out of order; CN rules (CN=node, CN=<user>); wrong extended key usage; expected hosts
     missing from the SANs; CA keys present in the certs dir; expiry within O(min_remaining); and an
     update that was interrupted.
-  - A C(ui.crt) from a public CA is not expected to chain to the cluster CA and is not reported for that.
+  - The judgement is Go's C(x509.Verify) and CockroachDB's loader and principal rules (the collection's
+    C(verifier) module_utils): chains built from an unordered pool of the certificates after the leaf, EKU
+    restrictions nested through intermediates, pathLen, name constraints, the validity of every certificate in
+    the chain; an unusable old root in a bundle, a skipped file name or a client name that is not a SQL user
+    name are warnings, not problems.
+  - A C(ui.crt) from a public CA without C(ca-ui.crt) is reported as a warning (browsers trust it;
+    CockroachDB's own HTTP clients need its root as C(ca-ui.crt)); with C(ca-ui.crt) it must chain to it.
   - Never changes anything.
 author:
   - crdb.tls contributors (@crdb-tls)
@@ -34,6 +40,7 @@ requirements:
     module fails with a message naming that package.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - crdb.tls.identity
 attributes:
   check_mode:
     support: full
@@ -51,9 +58,21 @@ options:
     required: true
   process_user:
     description:
-      - User (name or uid) the C(cockroach) process runs as; its primary group decides whether a
-        root-owned 0740 key is allowed. Defaults to the owner of O(path).
+      - User (name or uid) the C(cockroach) process runs as. A root-owned 0740 key is allowed when its group is
+        the gid the process runs with: that of a running C(cockroach) process when there is one, else
+        O(process_group), else this user's primary group. Defaults to the owner of O(path).
     type: str
+  process_group:
+    description:
+      - Group (name or gid) the C(cockroach) process runs with when it is not running (under systemd the unit's
+        C(Group=)).
+    type: str
+  skip_key_permission_check:
+    description:
+      - The process runs with C(COCKROACH_SKIP_KEY_PERMISSION_CHECK=true), so key modes are not judged. Also
+        read from a running C(cockroach) process's environment when this module can read it (as root).
+    type: bool
+    default: false
   layout:
     description:
       - Require the files of this layout. By default the layout is read from the files present.
@@ -159,11 +178,50 @@ certificates:
       notes: "num certs: 1, addresses: node1,127.0.0.1"
       error: ""
 problems:
-  description: Every problem found, each starting with the file at fault.
+  description: Every problem found that CockroachDB (or the collection's policy) refuses, each starting with the
+    file at fault. For display; read RV(records) for the fields.
   returned: success
   type: list
   elements: str
-  sample: ["node.key: key node.key: mode 0644 exceeds -rwx------"]
+  sample: ["node.crt: key node.key: mode 0644 exceeds -rwx------"]
+warnings_found:
+  description: What CockroachDB accepts but is worth saying (a skipped file, an expired old root in a bundle).
+  returned: success
+  type: list
+  elements: str
+records:
+  description: Every problem and warning as a record.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    file:
+      description: The file at fault.
+      type: str
+    code:
+      description: What kind of problem (C(chain), C(principal), C(key_permissions), C(bad_tenant_id), ...).
+      type: str
+    message:
+      description: What is wrong.
+      type: str
+    effect:
+      description: V(load) (CockroachDB refuses to load or reload the dir), V(handshake) (it loads, a handshake
+        or authentication fails) or V(warning).
+      type: str
+verdict:
+  description:
+    - What a CockroachDB node would do with the dir (purpose V(node) only). C(load) says whether it loads; when
+      it does, C(node) (node-to-node, when C(node.crt) exists), C(ui) (the DB Console's certificate, when
+      C(ui.crt) or C(node.crt) exists), C(clients) (each C(client.<name>.crt) presented to this node, with
+      C(user), who CockroachDB authenticates it as) and C(tenants) (each C(client-tenant.<id>.crt)).
+  returned: success and purpose is node
+  type: dict
+  sample:
+    load: {ok: true, error: ""}
+    node: {ok: true, error: ""}
+    ui: {ok: true, error: ""}
+    clients: {root: {ok: true, error: "", user: root}}
+    tenants: {}
 ok:
   description: True when no problem was found.
   returned: success
@@ -181,7 +239,7 @@ table:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import certsdir, module_support
+from ansible_collections.crdb.tls.plugins.module_utils import certsdir, module_support, verifier
 
 
 def main():
@@ -195,6 +253,9 @@ def main():
             min_remaining=dict(type="str", default="0h"),
             fail_on_problems=dict(type="bool", default=False),
             purpose=dict(type="str", choices=["node", "client"], default="node"),
+            process_group=dict(type="str"),
+            skip_key_permission_check=dict(type="bool", default=False),
+            identity=verifier.IDENTITY_OPTION_SPEC,
         ),
         supports_check_mode=True,
     )
@@ -203,11 +264,16 @@ def main():
         p = module.params
         report = certsdir.inspect(p["path"], process_user=p["process_user"], expected_hosts=p["expected_hosts"],
                                   expected_ui_hosts=p["expected_ui_hosts"], min_remaining=p["min_remaining"],
-                                  layout=p["layout"], purpose=p["purpose"])
+                                  layout=p["layout"], purpose=p["purpose"], identity=p["identity"],
+                                  process_group=p["process_group"],
+                                  skip_key_permission_check=p["skip_key_permission_check"])
         result = {
             "changed": False,
             "certificates": report["entries"],
             "problems": report["problems"],
+            "warnings_found": report["warnings"],
+            "records": [r.as_dict() for r in report["records"]],
+            "verdict": report["verdict"],
             "ok": not report["problems"],
             "layout": report["layout"],
             "table": certsdir.format_table(report),

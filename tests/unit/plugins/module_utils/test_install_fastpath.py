@@ -154,5 +154,5 @@ def test_files_already_on_the_node_get_the_content_check_the_controller_could_no
     result = json.loads(out.stdout)
     assert result["cryptography_loaded"] is True
     assert result["error"].startswith("refusing to install into %s, the new set would not work" % dest)
-    assert "node.crt: does not verify against ca.crt" in result["error"]
+    assert "node.crt: server side: does not verify against ca.crt" in result["error"]
     assert sorted(os.listdir(str(dest))) == ["ca.crt"]

@@ -28,7 +28,7 @@ WINDOWS = renewal.windows(None, {"ca": "180d", "node": "30d", "client": "30d", "
     ("node.crt", "node"), ("client.node.crt", "node"),
     ("ui.crt", "ui"),
     ("client.root.crt", "client"), ("client.app.crt", "client"), ("/var/lib/cockroach/certs/client.app.crt", "client"),
-    ("node.key", None), ("ca.old.crt", None), ("client.Root.crt", None),
+    ("node.key", None), ("ca.old.crt", None), ("client.Root.crt", "client"),
 ])
 def test_kind_of(name, kind):
     assert renewal.kind_of(name) == kind
@@ -184,8 +184,8 @@ def test_assess_dir_expired(mk, ca, certs_dir):
     mk.install(certs_dir, "client.app.crt", cert, key)
     row = [r for r in renewal.assess_dir("n", certs_dir, WINDOWS) if r["file"].endswith("client.app.crt")][0]
     assert row["status"] == "expired" and -3 <= row["days_left"] <= -2
-    assert row["why"][-1] == "expired on %s" % pki.not_after(cert).strftime("%Y/%m/%d %H:%M")
-    assert row["why"][0].startswith("does not verify against ca.crt: ")
+    assert row["why"] == ["does not verify against ca.crt as clientAuth: CN=app,O=Cockroach expired on %s"
+                          % pki.not_after(cert).strftime("%Y-%m-%d %H:%M UTC")]
 
 
 def test_assess_pki_ca_window(pki_dir):
