@@ -307,25 +307,30 @@ def cockroach_processes(process_name=PROCESS_NAME, proc="/proc"):
 
 
 def _process_for(certs_dir, processes):
-    if not processes:
+    """The process serving ``certs_dir`` (``--certs-dir`` on its command line, or ``COCKROACH_CERTS_DIR`` in its
+    environment when readable); a cockroach process serving another dir says nothing about this one."""
+    if not processes or not certs_dir:
         return None
-    if certs_dir:
-        real = os.path.realpath(certs_dir)
-        for proc in processes:
-            for index, arg in enumerate(proc[3]):
-                value = arg.split("=", 1)[1] if arg.startswith("--certs-dir=") else (
-                    proc[3][index + 1] if arg == "--certs-dir" and index + 1 < len(proc[3]) else None)
-                if value and os.path.realpath(value) == real:
-                    return proc
-    return processes[0]
+    real = os.path.realpath(certs_dir)
+    for proc in processes:
+        args = proc[3]
+        values = [(proc[2] or {}).get("COCKROACH_CERTS_DIR")]
+        for index, arg in enumerate(args):
+            if arg.startswith("--certs-dir="):
+                values.append(arg.split("=", 1)[1])
+            elif arg == "--certs-dir" and index + 1 < len(args):
+                values.append(args[index + 1])
+        if any(v and os.path.realpath(v) == real for v in values):
+            return proc
+    return None
 
 
 def process_gid(certs_dir=None, group=None, user=None, process_name=PROCESS_NAME, proc="/proc"):
     """``(gid, source)``: the gid the cockroach process runs with, for the root-owned 0740 rule.
 
-    The gid of a running ``process_name`` process (its real gid, as
-    ``os.Getgid()`` in it returns; the one serving ``certs_dir`` when several
-    run), else the configured ``group`` (name or gid: under systemd the
+    The gid of the running ``process_name`` process that serves
+    ``certs_dir`` (its real gid, as ``os.Getgid()`` in it returns), else the
+    configured ``group`` (name or gid: under systemd the
     unit's ``Group=``), else the primary group of ``user``, else that of the
     certs dir's owner. ``gid`` is None when none can be found.
     """
@@ -575,7 +580,6 @@ class _Ext(object):
         self.spki = pki.public_key_bytes(cert.public_key())
 
     def names(self, kind):
-        x509 = _pki().x509
         if self.san is None:
             return []
         return list(self.san.get_values_for_type(kind))
@@ -679,9 +683,8 @@ def _name_constraint_problem(ca, leaf):
             if kind is x509.IPAddress and not isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
                 continue
             if kind is x509.IPAddress:
-                excluded_hit = [c for c in excluded if isinstance(c.value, (ipaddress.IPv4Network,
-                                                                             ipaddress.IPv6Network))
-                                and match(value, c)]
+                networks = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+                excluded_hit = [c for c in excluded if isinstance(c.value, networks) and match(value, c)]
             else:
                 excluded_hit = [c for c in excluded if match(value, c)]
             if excluded_hit:
@@ -1249,8 +1252,8 @@ def _check(state, pool, usage, host, now):
         if not state.ok:
             return "unreadable", "; ".join(p.message for p in state.errors)
         return None
-    return "chain", "does not verify against %s as %s%s: %s" % (pool_name, usage, " for %s" % host if host else "",
-                                                                 why)
+    where = " for %s" % host if host else ""
+    return "chain", "does not verify against %s as %s%s: %s" % (pool_name, usage, where, why)
 
 
 def _verdict(files, present, identity, hosts, ui_hosts, now, problems, purpose, layout):

@@ -16,6 +16,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -449,3 +450,210 @@ def test_vet_leaf_server_hosts_and_principal(root):
     bare = make("Console", issuer=root, ekus=("server",))
     problems = verifier.vet_leaf([bare.cert], "ui.crt", [SERVER], [root.cert], at_least_one_san=True)
     assert [p.code for p in problems] == ["host"]
+
+
+# ---------------------------------------------------------------- whole dirs: the verdict
+
+
+def _write(d, name, certs, key=None, key_mode=0o600):
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    if key is not None:
+        kpath = os.path.join(d, rules.key_name(name))
+        with open(kpath, "wb") as f:
+            f.write(_pem(key, "pkcs8"))
+        os.chmod(kpath, key_mode)
+
+
+@pytest.fixture
+def d(tmp_path):
+    path = tmp_path / "certs"
+    path.mkdir(mode=0o700)
+    return str(path)
+
+
+def judge(d, **kw):
+    kw.setdefault("expected_hosts", ["n1.example.com"])
+    return verifier.judge_dir(d, **kw)
+
+
+def _standard_dir(d, root, client_users=("root",)):
+    _write(d, "ca.crt", [root.cert])
+    node = node_leaf(root)
+    _write(d, "node.crt", [node.cert], node.key)
+    for user in client_users:
+        c = make(user, issuer=root, ekus=("client",))
+        _write(d, "client.%s.crt" % user, [c.cert], c.key)
+    return node
+
+
+def test_clean_dir_verdict(d, root):
+    _standard_dir(d, root)
+    out = judge(d)
+    assert [p for p in out["problems"] if p.blocking] == []
+    assert out["verdict"] == {"load": {"ok": True, "error": ""}, "node": {"ok": True, "error": ""},
+                              "ui": {"ok": True, "error": ""},
+                              "clients": {"root": {"ok": True, "error": "", "user": "root"}}, "tenants": {}}
+
+
+def test_split_ca_without_client_node_crt_is_refused(d, root):
+    client_root = make("Client CA", ca=True, ekus=None)
+    _standard_dir(d, root, client_users=())
+    _write(d, "ca-client.crt", [client_root.cert])
+    c = make("root", issuer=client_root, ekus=("client",))
+    _write(d, "client.root.crt", [c.cert], c.key)
+    out = judge(d)
+    assert out["verdict"]["node"]["ok"] is False
+    assert "node-to-node client side: does not verify against ca-client.crt" in out["verdict"]["node"]["error"]
+    assert out["verdict"]["clients"]["root"]["ok"] is True
+    assert [(p.file, p.code, p.effect) for p in out["problems"] if p.blocking] == [
+        ("node.crt", "chain", "handshake")]
+
+
+def test_eku_limited_intermediate_issuing_client_certs(d):
+    top = make("Org Root", ca=True, ekus=None)
+    server_int = make("Server Int", issuer=top, ca=True, ekus=("server",))
+    _write(d, "ca.crt", [top.cert])
+    node = node_leaf(server_int)
+    _write(d, "node.crt", [node.cert, server_int.cert], node.key)
+    alice = make("alice", issuer=server_int, ekus=("client",))
+    _write(d, "client.alice.crt", [alice.cert, server_int.cert], alice.key)
+    v = judge(d)["verdict"]
+    assert v["node"]["ok"] is False and "incompatible key usage" in v["node"]["error"]
+    assert v["ui"]["ok"] is True
+    assert v["clients"]["alice"]["ok"] is False and v["clients"]["alice"]["user"] == "alice"
+
+
+def test_uri_san_principal_in_a_dir(d, root):
+    _standard_dir(d, root, client_users=())
+    c = make("alice", issuer=root, ekus=("client",), uris=["crdb://tenant/1/user/bob"])
+    _write(d, "client.alice.crt", [c.cert], c.key)
+    _write(d, "client.bob.crt", [c.cert], c.key)
+    v = judge(d)["verdict"]
+    assert v["clients"]["alice"] == {"ok": False, "user": "bob", "error": v["clients"]["alice"]["error"]}
+    assert v["clients"]["bob"] == {"ok": True, "user": "bob", "error": ""}
+
+
+def test_dns_san_node_principal_and_imposed_subjects(d, root):
+    _write(d, "ca.crt", [root.cert])
+    node = node_leaf(root, cn="n1.example.com", dns=["n1.example.com", "node"])
+    _write(d, "node.crt", [node.cert], node.key)
+    assert judge(d)["verdict"]["node"] == {"ok": True, "error": ""}
+    # a corporate CA's CN=<fqdn> with no node principal: refused, unless the map or the DN says so
+    imposed = node_leaf(root, cn="n1.example.com", o="Corp")
+    _write(d, "node.crt", [imposed.cert], imposed.key)
+    assert judge(d)["verdict"]["node"]["ok"] is False
+    assert judge(d, identity={"principal_map": {"n1.example.com": "node"}})["verdict"]["node"]["ok"] is True
+    dn = {"node_cert_dn": "CN=n1.example.com,O=Corp"}
+    assert judge(d, identity=dn)["verdict"]["node"]["ok"] is True
+
+
+def test_tenant_client_ca_fallback_and_bad_tenant_id(d, root):
+    _standard_dir(d, root)
+    t = make("2", issuer=root, ou="Tenants", ekus=("client",))
+    _write(d, "client-tenant.2.crt", [t.cert], t.key)
+    v = judge(d)["verdict"]
+    assert v["tenants"] == {"2": {"ok": True, "error": ""}}      # no ca-client-tenant.crt: ca.crt
+    other = make("Tenant CA", ca=True, ekus=None)
+    _write(d, "ca-client-tenant.crt", [other.cert])
+    assert judge(d)["verdict"]["tenants"]["2"]["ok"] is False
+    _write(d, "client-tenant.x.crt", [t.cert], t.key)
+    out = judge(d)
+    assert out["verdict"]["load"]["ok"] is False and set(out["verdict"]) == {"load"}
+    bad = [p for p in out["problems"] if p.code == "bad_tenant_id"]
+    assert [(p.file, p.effect) for p in bad] == [("client-tenant.x.crt", "load")]
+    assert "CockroachDB fails the whole load" in bad[0].message
+
+
+def _tenant_signing(cn="tenant-signing", key=None, ca=False, ku=True):
+    key = key or _key("ed25519")
+    name = _name(cn)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(1).not_valid_before(NOW - DAY).not_valid_after(NOW + DAY)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ku:
+        builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, ca, False, False, False),
+                                        critical=True)
+    return C(builder.sign(key, None), key)
+
+
+def test_tenant_signing_pairs(d, root):
+    _standard_dir(d, root)
+    good = _tenant_signing()
+    _write(d, "tenant-signing.5.crt", [good.cert], good.key)
+    out = judge(d)
+    assert [p for p in out["problems"] if p.blocking] == []     # never verified against a CA
+    rsa_one = make("ts", key=_key("p256"), ekus=None)
+    _write(d, "tenant-signing.5.crt", [rsa_one.cert], rsa_one.key)
+    codes = [(p.code, p.message) for p in judge(d)["problems"] if p.file == "tenant-signing.5.crt"]
+    assert ("tenant_signing", "tenant signing certificate: its key is not Ed25519") in codes
+    as_ca = _tenant_signing(ca=True)
+    _write(d, "tenant-signing.5.crt", [as_ca.cert], as_ca.key)
+    assert ("tenant_signing", "tenant signing certificate: it is a CA certificate") in [
+        (p.code, p.message) for p in judge(d)["problems"]]
+    assert judge(d)["verdict"]["load"]["ok"] is True
+
+
+def test_setuid_key_and_root_owned_gid(d, root):
+    _standard_dir(d, root)
+    os.chmod(os.path.join(d, "node.key"), 0o4600)
+    assert judge(d)["verdict"]["load"]["ok"] is True
+    os.chmod(os.path.join(d, "node.key"), 0o640)
+    out = judge(d)
+    assert out["verdict"]["load"]["ok"] is False
+    assert judge(d, skip_permissions=True)["verdict"]["load"]["ok"] is True
+    st = os.stat(os.path.join(d, "node.key"))
+    if st.st_uid == 0:
+        assert judge(d, gid=st.st_gid)["verdict"]["load"]["ok"] is True
+
+
+def test_ui_crt_with_ca_ui(d, root):
+    _standard_dir(d, root)
+    public_root = make("Public Root", ca=True, ekus=None)
+    public_int = make("Public Int", issuer=public_root, ca=True, ekus=None)
+    ui = make("console.example.com", issuer=public_int, dns=["console.example.com"], ekus=("server",))
+    _write(d, "ui.crt", [ui.cert, public_int.cert], ui.key)
+    out = judge(d, expected_ui_hosts=["console.example.com"])
+    assert out["verdict"]["ui"]["ok"] is False                   # against ca.crt
+    assert [(p.code, p.effect) for p in out["problems"] if p.file == "ui.crt"] == [("ui_public", "warning")]
+    _write(d, "ca-ui.crt", [public_root.cert])
+    out = judge(d, expected_ui_hosts=["console.example.com"])
+    assert out["verdict"]["ui"] == {"ok": True, "error": ""}
+    assert [p for p in out["problems"] if p.blocking] == []
+    out = judge(d, expected_ui_hosts=["admin.example.com"])
+    assert out["verdict"]["ui"]["ok"] is False
+    assert [(p.code, p.effect) for p in out["problems"] if p.file == "ui.crt"] == [("chain", "handshake")]
+
+
+def test_names_only_without_cryptography(d, root):
+    _standard_dir(d, root)
+    os.chmod(os.path.join(d, "node.key"), 0o644)
+    out = verifier.judge_dir(d, content=False)
+    assert out["verdict"] is None
+    assert [(p.file, p.code) for p in out["problems"]] == [("node.crt", "key_permissions")]
+    code = ("import sys; from ansible_collections.crdb.tls.plugins.module_utils import verifier; "
+            "out = verifier.judge_dir(sys.argv[1], content=False); "
+            "print(sorted(p.code for p in out['problems']), 'cryptography' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True, check=True,
+                         env=dict(os.environ))
+    assert run.stdout.split() == ["['key_permissions']", "False"]
+
+
+def test_non_sql_client_name_loads_and_maps(d, root):
+    _standard_dir(d, root, client_users=())
+    c = make("App.Service", issuer=root, ekus=("client",))
+    _write(d, "client.App.Service.crt", [c.cert], c.key)
+    out = judge(d)
+    assert [(p.code, p.effect) for p in out["problems"] if p.file == "client.App.Service.crt"][0] == (
+        "not_sql_user", "warning")
+    assert out["verdict"]["clients"]["App.Service"] == {"ok": True, "error": "", "user": "App.Service"}
+
+
+def test_a_cockroach_process_of_another_dir_is_ignored(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "7").mkdir(parents=True)
+    (proc / "7" / "comm").write_text("cockroach\n")
+    (proc / "7" / "status").write_text("Gid:\t999\t999\t999\t999\n")
+    (proc / "7" / "cmdline").write_bytes(b"cockroach\0start\0--certs-dir\0/other\0")
+    assert verifier.process_gid("/x", group="12", proc=str(proc)) == (12, "configured group 12")
+    assert verifier.process_gid("/other", group="12", proc=str(proc))[0] == 999
