@@ -51,29 +51,67 @@ def client_dir(pki_dir, host):
     return os.path.join(pki_dir, ISSUED_DIR, CLIENTS_DIR, host)
 
 
-def vet_provided_ui(cert_src, key_src, ui_sans, now=None):
-    """Load a DB Console certificate from a public CA and check it fits; returns its PEM files."""
+def vet_provided_ui(cert_src, key_src, ui_sans, now=None, ca_src=None):
+    """Load a DB Console certificate from a public CA and check it fits; returns its PEM files.
+
+    Judged by :func:`verifier.vet_leaf`: the key (any format Go loads)
+    matches; the leaf with the intermediates that follow it in ``cert_src``
+    verifies as serverAuth up to a root: those in ``ca_src`` (the file that
+    becomes ``ca-ui.crt``), else the host's system trust store, or a
+    self-signed root at the end of ``cert_src``; it is valid for every name
+    of ``ui_sans``, or carries at least one SAN when none is asked.
+    """
+    from ansible_collections.crdb.tls.plugins.module_utils import verifier
     now = now or pki.utcnow()
     cert_data = fileio.read_file(cert_src, "DB Console certificate")
     key_data = fileio.read_file(key_src, "DB Console key")
-    certs = pki.load_certificates(cert_data, cert_src)
-    key = pki.load_private_key(key_data, key_src)
+    certs = verifier.load_certificates(cert_data, cert_src)
+    key = verifier.load_private_key(key_data, key_src)
     leaf = certs[0]
-    if not pki.keys_match(leaf, key):
+    if not verifier.key_matches(leaf, key):
         raise CrdbTlsError("%s does not match the DB Console certificate %s" % (key_src, cert_src))
     if pki.not_after(leaf) <= now:
         raise CrdbTlsError("%s: the DB Console certificate expired on %s" % (cert_src, pki.not_after(leaf).isoformat()))
-    order = pki.chain_order_problem(certs)
-    if order:
-        raise CrdbTlsError("%s: %s" % (cert_src, order))
-    have = pki.ekus(leaf)
-    if have is not None and rules.EKU_SERVER not in have:
-        raise CrdbTlsError("%s: the DB Console certificate lacks extended key usage serverAuth" % cert_src)
-    missing = [h for h in ui_sans or [] if not pki.host_covered(leaf, h)]
+    missing = [h for h in ui_sans or [] if verifier.hostname_problem(leaf, h)]
     if missing:
         raise CrdbTlsError("%s does not cover %s in its SANs (it has %s)"
                            % (cert_src, ", ".join(missing), ", ".join(pki.san_strings(leaf))))
+    if ca_src:
+        roots, where = verifier.load_certificates(fileio.read_file(ca_src, "DB Console CA"), ca_src), ca_src
+    else:
+        roots, where = _system_roots() + [c for c in certs[1:] if c.issuer == c.subject], "the system trust store"
+    problems = verifier.vet_leaf(certs, "ui.crt", [rules.EKU_SERVER], roots, hosts=list(ui_sans or []),
+                                 at_least_one_san=True, source=cert_src, now=now)
+    if problems:
+        raise CrdbTlsError("%s (checked against %s)" % ("; ".join(str(p) for p in problems), where))
     return pki.certificates_pem(certs), pki.private_key_pem(key)
+
+
+def _system_roots():
+    """The certificates of the controller's default trust store (OpenSSL's default CA file), or []."""
+    import ssl
+    path = ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+    if not path or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return []
+    import warnings
+    from cryptography import x509
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # a few old roots have serials RFC 5280 disallows
+        for label, block in pki.pem_blocks(data):
+            if label == "CERTIFICATE":
+                try:
+                    cert = x509.load_pem_x509_certificate(block)
+                    list(cert.extensions)
+                    out.append(cert)
+                except ValueError:
+                    continue
+    return out
 
 
 def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
@@ -109,7 +147,7 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
           passphrases=None, workers=None, check_mode=False, now=None, signing_options=None,
           key_location="controller", csrs=None, client_csrs=None, renew_before_by_kind=None,
-          client_ca_ocsp_url=None):
+          client_ca_ocsp_url=None, ui_ca_src=None):
     """Keep every certificate of a fleet right; returns ``{"hosts": {...}, "users": {...}}``.
 
     ``renew_before`` is the window of every kind; ``renew_before_by_kind``
@@ -151,7 +189,7 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         raise CrdbTlsError("ui_generate and ui_cert_src exclude each other: issue ui.crt here or provide one")
     if bool(ui_cert_src) != bool(ui_key_src):
         raise CrdbTlsError("ui_cert_src and ui_key_src go together")
-    provided_ui = vet_provided_ui(ui_cert_src, ui_key_src, ui_sans, now) if ui_cert_src else None
+    provided_ui = vet_provided_ui(ui_cert_src, ui_key_src, ui_sans, now, ca_src=ui_ca_src) if ui_cert_src else None
     signing_options = _check_signing_options(layout, signing_options)
     fileio.require_dir(pki_dir, "PKI directory")
     # One run at a time per PKI dir (crdb.tls.ca holds the same lock): a

@@ -28,7 +28,7 @@ __metaclass__ = type
 import contextlib
 import os
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, renewal, rules
+from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, renewal, rules, verifier
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 PENDING_PREFIX = rules.PENDING_KEY_PREFIX
@@ -148,9 +148,11 @@ def _cert_reasons(certs_dir, spec, key, issuer, renew_before, now):
         if bundle is None:
             reasons.append("no %s in the certs dir to verify %s with" % (bundle_name, name))
         else:
-            problem = pki.verify_chain(leaf, chain[1:], pki.load_certificates(bundle, bundle_name), now)
-            if problem:
-                reasons.append("%s: %s" % (name, problem))
+            roots = verifier.load_certificates(bundle, bundle_name)
+            for usage in [e for e in spec.ekus if e in (rules.EKU_SERVER, rules.EKU_CLIENT)]:
+                _chain, problem = verifier.verify(leaf, chain[1:], roots, usage, now=now)
+                if problem:
+                    reasons.append("%s: as %s against %s: %s" % (name, usage, bundle_name, problem))
     reasons.extend("%s: %s" % (name, r) for r in pki.drift(leaf, spec))
     why = pki.renewal_reason(leaf, renew_before, now)
     if why:

@@ -793,31 +793,9 @@ def make_csr(spec, key):
 # --------------------------------------------------------------------------
 
 def drift(certificate, spec):
-    """Reasons ``certificate`` no longer matches ``spec`` (empty when it does)."""
-    reasons = []
-    if common_name(certificate) != spec.common_name:
-        reasons.append("common name is %r, want %r" % (common_name(certificate), spec.common_name))
-    if (organization(certificate) or None) != spec.organization:
-        reasons.append("organization is %r, want %r" % (organization(certificate), spec.organization))
-    have, want = certificate_san_keys(certificate), san_keys(spec.hosts)
-    if have != want:
-        parts = []
-        if want - have:
-            parts.append("missing %s" % ", ".join(sorted(v for _t, v in want - have)))
-        if have - want:
-            parts.append("extra %s" % ", ".join(sorted(v for _t, v in have - want)))
-        reasons.append("SANs differ (%s)" % "; ".join(parts))
-    have_ekus = ekus(certificate)
-    if have_ekus is None or sorted(have_ekus) != sorted(spec.ekus):
-        reasons.append("extended key usage is %s, want %s (profile %s)"
-                       % (",".join(have_ekus or ["absent"]), ",".join(spec.ekus), spec.profile))
-    if is_ca(certificate):
-        reasons.append("the certificate is a CA, want a %s leaf" % spec.profile)
-    have_ocsp = ocsp_urls(certificate)
-    want_ocsp = [spec.ocsp_url] if spec.ocsp_url else []
-    if have_ocsp != want_ocsp:
-        reasons.append("OCSP URL is %s, want %s" % (have_ocsp or "absent", want_ocsp or "absent"))
-    return reasons
+    """Reasons ``certificate`` no longer matches ``spec`` (empty when it does); see :func:`verifier.spec_problems`."""
+    from ansible_collections.crdb.tls.plugins.module_utils import verifier
+    return [p.message for p in verifier.spec_problems(certificate, spec)]
 
 
 def renewal_reason(certificate, renew_before, now=None):

@@ -203,12 +203,12 @@ def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=
 
 
 def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, process_user=None,
-               expected_hosts=None, now=None):
+               expected_hosts=None, now=None, identity=None):
     """Rows of one certs dir: one per certificate file, plus one per problem not tied to a certificate."""
     now = now or pki.utcnow()
     certs_dir = os.path.expanduser(certs_dir)
     report = certsdir.inspect(certs_dir, process_user=process_user, expected_hosts=expected_hosts,
-                              layout=layout, purpose=purpose, now=now)
+                              layout=layout, purpose=purpose, now=now, identity=identity)
     by_file = {}
     for problem in report["records"]:
         if problem.blocking:

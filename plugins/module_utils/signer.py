@@ -55,6 +55,7 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 # SQL user): an external CA must keep it. node_server and ui certs are matched
 # by SAN only, so their CN is the CA's choice.
 FIXED_CN_PROFILES = ("node", "node_client", "client")
+ANY_EKU_DOTTED = "2.5.29.37.0"
 CSR_SUFFIX = ".csr"
 CRT_SUFFIX = ".crt"
 _HANDOFF_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,199}$")
@@ -204,72 +205,43 @@ def _as_certificates(value, source):
     return list(value or [])
 
 
-def _eku_oids(certificate):
-    try:
-        return list(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _missing_ekus(certificate, wanted):
-    """EKU names of ``wanted`` the certificate does not allow (absent extension: all of them)."""
-    oids = _eku_oids(certificate)
-    if oids is None:
-        return list(wanted)
-    if ANY_EKU_OID in oids:
-        return []
-    return [name for name in wanted if pki.EKU_OIDS[name] not in oids]
-
-
-def _intermediate_eku_problems(intermediates, wanted, filename):
-    """Go refuses a chain whose intermediate restricts EKUs to others than the leaf needs."""
-    problems = []
-    for cert in intermediates:
-        oids = _eku_oids(cert)
-        if oids is None or ANY_EKU_OID in oids:
-            continue
-        missing = [name for name in wanted if pki.EKU_OIDS[name] not in oids]
-        if missing:
-            problems.append("intermediate %s in %s restricts extended key usage and does not allow %s"
-                            % (cert.subject.rfc4514_string(), filename, ", ".join(missing)))
-    return problems
-
-
 def _fmt(when):
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def vet_issued(certs, spec, public_key, trust_roots, host=None, now=None):
+def vet_issued(certs, spec, public_key, trust_roots, host=None, now=None, identity=None):
     """Vet a certificate a CA returned, before it is installed; returns ``[leaf] + intermediates``.
 
     ``certs`` is what the CA returned (x509 list or PEM), leaf first;
     ``public_key`` the key of the CSR; ``trust_roots`` the roots that will be
-    in ``ca.crt`` / ``ca-client.crt`` (x509 list or PEM). Raises
-    :class:`CrdbTlsError` naming ``host`` and everything that is wrong.
+    in ``ca.crt`` / ``ca-client.crt`` (x509 list or PEM); ``identity`` the
+    cluster's identity options (see :func:`verifier.identity_options`).
+    Raises :class:`CrdbTlsError` naming ``host`` and everything that is wrong.
 
-    Checked as for the collection's own certificates: the leaf carries the
-    CSR's key and is not a CA; the certificates that follow it are its
-    issuers in order; it chains to ``trust_roots``; it is in date (a notBefore
-    up to 5 minutes ahead is tolerated); it does not outlive its CA chain; no
-    SHA-1/MD5 signature. Where an external CA legitimately differs from
-    :func:`pki.drift`:
+    The judgement is :mod:`verifier`'s (Go's ``x509.Verify`` and
+    CockroachDB's principal rules): the leaf carries the CSR's key and is not
+    a CA; it chains to ``trust_roots`` through the certificates that follow it
+    (in any order) for every usage of the profile, EKUs nested through the
+    intermediates, pathLen and name constraints honoured; it is in date (a
+    notBefore up to 5 minutes ahead is tolerated); it does not outlive its CA
+    chain. Where an external CA legitimately differs from :func:`pki.drift`:
 
-    * the subject's O/OU and other attributes are the CA's choice;
-    * the CN must equal the spec's for profiles whose CN CockroachDB uses as a
-      principal (``node``, ``node_client``: CN=node; ``client``: CN=<user>);
-      for ``node_server`` and ``ui`` it is the CA's choice (that is why the
-      split-node layout exists);
-    * the SANs must cover every requested host (wildcards honoured); extra
+    * the subject is the CA's choice, as long as CockroachDB authenticates the
+      certificate as the profile needs under ``identity`` (``node``,
+      ``node_client``: principal ``node`` or ``root``, or the node/root DN;
+      ``client``: the user, through the principal map or tenant URI SANs);
+      ``node_server`` and ``ui`` need no principal;
+    * the SANs must cover every requested host (Go's hostname rule); extra
       SANs are allowed;
-    * the EKUs must include the profile's (``anyExtendedKeyUsage`` counts as
-      all); others are allowed; an absent EKU extension is refused; an
-      intermediate that restricts EKUs must allow the profile's;
+    * the EKUs must allow the profile's usages (``anyExtendedKeyUsage`` and an
+      absent extension allow all, as in Go); others are allowed;
     * a requested OCSP URL must be present; the CA may add its own;
     * the lifetime is the CA's choice, within its chain's.
 
     Certificates at the end of the returned chain that are trust roots
     themselves are dropped from the result (``ca.crt`` carries them).
     """
+    from ansible_collections.crdb.tls.plugins.module_utils import rules, verifier
     now = now or pki.utcnow()
     who = host or "the certificate"
     filename = spec.filename
@@ -287,9 +259,6 @@ def vet_issued(certs, spec, public_key, trust_roots, host=None, now=None):
                            "refusing to install it" % (who, filename, leaf.subject.rfc4514_string(),
                                                        pki.serial_hex(leaf)))
     problems = []
-    order = pki.chain_order_problem(certs)
-    if order:
-        problems.append("%s is not in order: %s" % (filename, order))
     if pki.is_ca(leaf):
         problems.append("%s as a CA certificate (basicConstraints CA:TRUE)" % signed)
     hash_name = pki.signature_hash_name(leaf)
@@ -301,30 +270,41 @@ def vet_issued(certs, spec, public_key, trust_roots, host=None, now=None):
         problems.append("the CA returned %s already expired (on %s)" % (filename, _fmt(end)))
     elif start > now + CLOCK_SKEW:
         problems.append("the CA returned %s not valid before %s" % (filename, _fmt(start)))
-    if not order and end > now:
-        chain_now = max(now, start) if start <= now + CLOCK_SKEW else now
-        broken = pki.verify_chain(leaf, [c for c in intermediates if not _is_root(c, roots)], roots,
-                                  now=chain_now)
+    for name in spec.hosts:
+        if verifier.hostname_problem(leaf, str(name.value)):
+            problems.append("%s without SAN %s" % (signed, name.value))
+    usages = [e for e in spec.ekus if e in (rules.EKU_SERVER, rules.EKU_CLIENT)]
+    leaf_ekus = pki.ekus(leaf)
+    # Go: an absent EKU extension, or anyExtendedKeyUsage, allows every usage
+    missing = [] if leaf_ekus is None or ANY_EKU_DOTTED in leaf_ekus else [e for e in spec.ekus if e not in leaf_ekus]
+    if missing:
+        problems.append("%s without extended key usage %s" % (signed, ", ".join(missing)))
+    if end > now and start <= now + CLOCK_SKEW:
+        chain_now = max(now, start)
+        pool = [c for c in intermediates if not _is_root(c, roots)]
+        broken = []
+        for usage in usages if not missing else []:
+            _chain, why = verifier.verify(leaf, pool, roots, usage, now=chain_now)
+            if why and why not in broken:
+                broken.append(why)
         if broken:
             problems.append("%s does not chain to the trusted CA (%s): %s"
-                            % (filename, ", ".join(r.subject.rfc4514_string() for r in roots), broken))
-        else:
+                            % (filename, ", ".join(r.subject.rfc4514_string() for r in roots), "; ".join(broken)))
+        elif not missing:
             ca_end = _chain_end(certs, roots)
             if ca_end is not None and end > ca_end:
                 problems.append("%s valid until %s, after its CA chain expires (%s)"
                                 % (signed, _fmt(end), _fmt(ca_end)))
-
-    cn = pki.common_name(leaf)
-    if spec.profile in FIXED_CN_PROFILES and cn != spec.common_name:
-        problems.append("%s with CN=%s, CockroachDB needs CN=%s for a %s certificate"
-                        % (signed, cn, spec.common_name, spec.profile))
-    for name in spec.hosts:
-        if not pki.host_covered(leaf, str(name.value)):
-            problems.append("%s without SAN %s" % (signed, name.value))
-    missing = _missing_ekus(leaf, spec.ekus)
-    if missing:
-        problems.append("%s without extended key usage %s" % (signed, ", ".join(missing)))
-    problems.extend(_intermediate_eku_problems(intermediates, spec.ekus, filename))
+    principal = spec.user if spec.profile == "client" else (
+        rules.NODE_USER if spec.profile in ("node", "node_client") else None)
+    if principal is not None:
+        if spec.profile == "client":
+            _user, why = verifier.sql_user(leaf, principal, identity)
+        else:
+            why = verifier.rpc_identity_problem(leaf, identity)
+        if why:
+            problems.append("%s with subject %s, which CockroachDB does not authenticate as %s: %s"
+                            % (signed, leaf.subject.rfc4514_string(), principal, why))
     if spec.ocsp_url and spec.ocsp_url not in pki.ocsp_urls(leaf):
         problems.append("%s without OCSP URL %s" % (signed, spec.ocsp_url))
     if problems:

@@ -1040,6 +1040,41 @@ def vet_leaf(certs, wanted_file, usages, roots, hosts=None, key=None, public_key
     return out
 
 
+def spec_problems(certificate, spec, file=None):
+    """What differs between ``certificate`` and the collection's own ``spec`` (a :class:`pki.CertSpec`).
+
+    The collection re-issues its own certificates when these differ (code
+    ``wanted``: the collection's policy, not CockroachDB's): CN, O, exactly the
+    SANs, exactly the EKUs, not a CA, the OCSP URL.
+    """
+    pki = _pki()
+    name = file or spec.filename
+    reasons = []
+    if pki.common_name(certificate) != spec.common_name:
+        reasons.append("common name is %r, want %r" % (pki.common_name(certificate), spec.common_name))
+    if (pki.organization(certificate) or None) != spec.organization:
+        reasons.append("organization is %r, want %r" % (pki.organization(certificate), spec.organization))
+    have, want = pki.certificate_san_keys(certificate), pki.san_keys(spec.hosts)
+    if have != want:
+        parts = []
+        if want - have:
+            parts.append("missing %s" % ", ".join(sorted(v for _t, v in want - have)))
+        if have - want:
+            parts.append("extra %s" % ", ".join(sorted(v for _t, v in have - want)))
+        reasons.append("SANs differ (%s)" % "; ".join(parts))
+    have_ekus = pki.ekus(certificate)
+    if have_ekus is None or sorted(have_ekus) != sorted(spec.ekus):
+        reasons.append("extended key usage is %s, want %s (profile %s)"
+                       % (",".join(have_ekus or ["absent"]), ",".join(spec.ekus), spec.profile))
+    if pki.is_ca(certificate):
+        reasons.append("the certificate is a CA, want a %s leaf" % spec.profile)
+    have_ocsp = pki.ocsp_urls(certificate)
+    want_ocsp = [spec.ocsp_url] if spec.ocsp_url else []
+    if have_ocsp != want_ocsp:
+        reasons.append("OCSP URL is %s, want %s" % (have_ocsp or "absent", want_ocsp or "absent"))
+    return [Problem(name, "wanted", r, WARNING) for r in reasons]
+
+
 def principal_is_rpc(cert_file):
     return cert_file in ("node.crt", "client.node.crt")
 

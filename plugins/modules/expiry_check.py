@@ -33,6 +33,7 @@ requirements:
     module fails with a message naming that package.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - crdb.tls.identity
 attributes:
   check_mode:
     support: full
@@ -236,7 +237,7 @@ ok:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import module_support, pki, renewal
+from ansible_collections.crdb.tls.plugins.module_utils import module_support, pki, renewal, verifier
 
 
 def _in(row):
@@ -264,6 +265,7 @@ def main():
             textfile_dir=dict(type="path"),
             textfile_name=dict(type="str", default=renewal.TEXTFILE_NAME),
             fail_on_problems=dict(type="bool", default=False),
+            identity=verifier.IDENTITY_OPTION_SPEC,
         ),
         required_by={"served_address": ["served_cert"]},
         supports_check_mode=True,
@@ -277,7 +279,8 @@ def main():
         for entry in p["dirs"]:
             rows.extend(renewal.assess_dir(p["host"], entry["path"], windows, purpose=entry["purpose"],
                                            layout=entry["layout"], process_user=entry["process_user"],
-                                           expected_hosts=entry["expected_hosts"], now=now))
+                                           expected_hosts=entry["expected_hosts"], now=now,
+                                           identity=p["identity"]))
         if p["pki_dir"]:
             rows.extend(renewal.assess_pki(p["host"], p["pki_dir"], windows, now=now))
         result = {"changed": False}

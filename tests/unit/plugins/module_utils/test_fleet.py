@@ -291,13 +291,19 @@ def public_ui(tmp_path, other_ca, mk):
     cert_path, key_path = str(tmp_path / "console.crt"), str(tmp_path / "console.key")
     mk.write(cert_path, pki.certificates_pem([cert]), 0o644)
     mk.write(key_path, pki.private_key_pem(key), 0o600)
+    mk.write(str(tmp_path / "console-ca.crt"), pki.certificates_pem([other_ca.certificate]), 0o644)
     return cert, key, cert_path, key_path
+
+
+def _ui_ca(cert_path):
+    """The public CA's root beside the DB Console certificate (what becomes ca-ui.crt)."""
+    return os.path.join(os.path.dirname(cert_path), "console-ca.crt")
 
 
 def test_provided_ui_cert_goes_to_every_node(pki_dir, public_ui):
     make_pki(pki_dir)
     cert, _key, cert_path, key_path = public_ui
-    result = issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path,
+    result = issue(pki_dir, ui_ca_src=_ui_ca(cert_path), ui_cert_src=cert_path, ui_key_src=key_path,
                    ui_sans=["console.example.com", "n1.db.example.com"])
     with open(cert_path, "rb") as c, open(key_path, "rb") as k:
         cert_pem, key_pem = c.read(), k.read()
@@ -309,7 +315,7 @@ def test_provided_ui_cert_goes_to_every_node(pki_dir, public_ui):
         assert os.stat(os.path.join(directory, "ui.key")).st_mode & 0o777 == 0o600
         assert "ui.crt updated" in result["hosts"][host]["reasons"]
     assert cert_pem and key_pem
-    again = issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path, ui_sans=["console.example.com"])
+    again = issue(pki_dir, ui_ca_src=_ui_ca(cert_path), ui_cert_src=cert_path, ui_key_src=key_path, ui_sans=["console.example.com"])
     assert again["changed"] is False
 
 
@@ -319,7 +325,7 @@ def test_provided_ui_key_mismatch_is_refused(pki_dir, public_ui, tmp_path, mk):
     other_key = str(tmp_path / "other.key")
     mk.write(other_key, pki.private_key_pem(mk.ec()), 0o600)
     with pytest.raises(CrdbTlsError) as exc:
-        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=other_key)
+        issue(pki_dir, ui_ca_src=_ui_ca(cert_path), ui_cert_src=cert_path, ui_key_src=other_key)
     assert other_key in str(exc.value) and cert_path in str(exc.value)
     assert "does not match" in str(exc.value)
     assert not os.path.exists(os.path.join(pki_dir, "issued"))
@@ -333,7 +339,7 @@ def test_provided_ui_expired_is_refused(pki_dir, tmp_path, other_ca, mk):
     mk.write(cert_path, pki.certificates_pem([cert]), 0o644)
     mk.write(key_path, pki.private_key_pem(key), 0o600)
     with pytest.raises(CrdbTlsError) as exc:
-        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path)
+        issue(pki_dir, ui_ca_src=_ui_ca(cert_path), ui_cert_src=cert_path, ui_key_src=key_path)
     assert cert_path in str(exc.value) and "expired" in str(exc.value)
     assert not os.path.exists(os.path.join(pki_dir, "issued"))
 
@@ -342,12 +348,39 @@ def test_provided_ui_sans_must_cover_ui_sans(pki_dir, public_ui):
     make_pki(pki_dir)
     _cert, _key, cert_path, key_path = public_ui
     with pytest.raises(CrdbTlsError) as exc:
-        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path,
+        issue(pki_dir, ui_ca_src=_ui_ca(cert_path), ui_cert_src=cert_path, ui_key_src=key_path,
               ui_sans=["console.example.com", "admin.example.org"])
     message = str(exc.value)
     assert cert_path in message and "admin.example.org" in message
     assert "console.example.com" not in message.split("(it has", maxsplit=1)[0].split("cover")[1]
     assert not os.path.exists(os.path.join(pki_dir, "issued"))
+
+
+def test_provided_ui_must_chain_to_a_root(pki_dir, public_ui, tmp_path, other_ca, mk):
+    """A public ui.crt is verified as Go verifies a server: up to a root, its intermediates given, serverAuth."""
+    make_pki(pki_dir)
+    _cert, _key, cert_path, key_path = public_ui
+    # not in the system trust store, and no ca-ui root given: refused before anything is written
+    with pytest.raises(CrdbTlsError) as exc:
+        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path, ui_sans=["console.example.com"])
+    assert "%s: as serverAuth for console.example.com: certificate signed by unknown authority" % cert_path \
+        in str(exc.value) and "(checked against the system trust store)" in str(exc.value)
+    assert not os.path.exists(os.path.join(pki_dir, "issued"))
+    # an intermediate missing from the file: refused against the right root too
+    inter = mk.make_intermediate(other_ca, "Public Issuing CA")
+    cert, key, _spec = mk.leaf(inter, "ui", hosts=["console.example.com"])
+    mk.write(cert_path, pki.certificates_pem([cert]), 0o644)
+    mk.write(key_path, pki.private_key_pem(key), 0o600)
+    with pytest.raises(CrdbTlsError, match="issuer CN=Public Issuing CA,O=Org is not among the trusted roots"):
+        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path, ui_ca_src=_ui_ca(cert_path))
+    mk.write(cert_path, pki.certificates_pem([cert, inter.certificate]), 0o644)
+    issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path, ui_ca_src=_ui_ca(cert_path))
+    # no SAN at all: a browser could not match it
+    bare, bare_key, _spec = mk.leaf(other_ca, "node_client")
+    mk.write(cert_path, pki.certificates_pem([bare]), 0o644)
+    mk.write(key_path, pki.private_key_pem(bare_key), 0o600)
+    with pytest.raises(CrdbTlsError, match="has no SAN"):
+        issue(pki_dir, ui_cert_src=cert_path, ui_key_src=key_path, ui_ca_src=_ui_ca(cert_path))
 
 
 def test_ui_generate_and_provided_exclude_each_other(pki_dir, public_ui):

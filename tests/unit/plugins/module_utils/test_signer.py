@@ -281,7 +281,8 @@ def test_ca_ignoring_csr_extensions_is_refused_with_everything_missing(org):
     msg = str(err.value)
     assert msg.startswith("node2: ")
     assert "without SAN node2.example.com" in msg and "without SAN 10.0.0.12" in msg
-    assert "without extended key usage serverAuth, clientAuth" in msg
+    # no EKU extension at all: Go takes it for any usage, so that alone is not refused
+    assert "extended key usage" not in msg
 
 
 def test_split_node_ca_that_sets_its_own_subject_is_accepted_for_node_server(org):
@@ -298,8 +299,15 @@ def test_fixed_cn_profiles_refuse_the_cas_own_cn(org):
     certs = _sign(org, spec, csr, "-subj", "/O=Corp/CN=node2.example.com")
     with pytest.raises(CrdbTlsError) as err:
         signer.vet_issued(certs, spec, key.public_key(), [org.root], host="node2")
-    assert str(err.value) == ("node2: the CA signed node.crt with CN=node2.example.com, CockroachDB needs "
-                              "CN=node for a node certificate")
+    assert str(err.value) == ("node2: the CA signed node.crt with subject CN=node2.example.com,O=Corp, which "
+                              "CockroachDB does not authenticate as node: principals [node2.example.com, "
+                              "node2.example.com] include neither 'node' nor 'root' (node-to-node RPC needs one; "
+                              "or set node_cert_dn)")
+    # the cluster maps that principal to node (--cert-principal-map), or matches the DN: accepted
+    signer.vet_issued(certs, spec, key.public_key(), [org.root], host="node2",
+                      identity={"principal_map": {"node2.example.com": "node"}})
+    signer.vet_issued(certs, spec, key.public_key(), [org.root], host="node2",
+                      identity={"node_cert_dn": "CN=node2.example.com,O=Corp"})
 
 
 def test_org_policy_refusing_cn_node_fails_with_its_stderr(org):
@@ -342,7 +350,7 @@ def test_wrong_key_wrong_roots_and_wrong_order_are_refused(org, ca):
     with pytest.raises(CrdbTlsError, match="node2: node.crt does not chain to the trusted CA"):
         signer.vet_issued(certs[:1], spec, key.public_key(), [org.root], host="node2")
     # leaf then root, intermediate missing in between
-    with pytest.raises(CrdbTlsError, match="node.crt is not in order"):
+    with pytest.raises(CrdbTlsError, match="node2: node.crt does not chain to the trusted CA .*issuer CN=Org Issuing CA"):
         signer.vet_issued([certs[0], org.root], spec, key.public_key(), [org.root], host="node2")
     # leaf then intermediate is fine when the intermediate itself is trusted directly
     signer.vet_issued(certs, spec, key.public_key(), [org.inter], host="node2")
