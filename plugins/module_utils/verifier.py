@@ -74,6 +74,7 @@ POLICY_CODES = frozenset(["ca_key_in_dir", "expiring", "pending_update", "layout
 SYSTEM_TENANT_ID = 1
 MAX_TENANT_ID = 2 ** 64 - 1
 ROOT_USER = "root"
+DEBUG_USER = "debuguser"
 SKIP_PERMISSION_ENV = "COCKROACH_SKIP_KEY_PERMISSION_CHECK"
 PROCESS_NAME = "cockroach"
 TENANT_URI_PREFIX = "crdb://"
@@ -520,20 +521,31 @@ def load_key_pair(cert_data, key_data, cert_source, key_source, trusted=False):
     return certs, key
 
 
+_DN_NAMES = {"2.5.4.6": "C", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER",
+             "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "STREET", "2.5.4.17": "POSTALCODE",
+             "0.9.2342.19200300.100.1.1": "UID", "0.9.2342.19200300.100.1.25": "DC"}
+
+
 def subject_dn(certificate_or_name):
-    """The subject as parsed RDNs with Go's attribute names (for DN matching)."""
+    """The subject as CockroachDB's ``ParseDNFromCertificate`` reads it: RDNs in the order they are ENCODED
+    in the certificate (not reversed as RFC 4514 strings usually are), Go's attribute names."""
     name = getattr(certificate_or_name, "subject", certificate_or_name)
-    names = {"2.5.4.6": "C", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.3": "CN", "2.5.4.5": "SERIALNUMBER",
-             "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.9": "STREET", "2.5.4.17": "POSTALCODE"}
-    out = []
-    for rdn in reversed(list(name.rdns)):
-        out.append([(names.get(a.oid.dotted_string, a.oid.dotted_string), str(a.value)) for a in rdn])
+    return [[(_DN_NAMES.get(a.oid.dotted_string, a.oid.dotted_string), str(a.value)) for a in rdn]
+            for rdn in name.rdns]
+
+
+def _dn_escape(value):
+    out = re.sub(r'([,+"\\<>;=])', r"\\\1", value)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
     return out
 
 
 def dn_string(certificate_or_name):
-    name = getattr(certificate_or_name, "subject", certificate_or_name)
-    return name.rfc4514_string()
+    """The subject DN as ``--node-cert-distinguished-name`` must spell it (the encoding order)."""
+    return ",".join("+".join("%s=%s" % (t, _dn_escape(v)) for t, v in rdn) for rdn in subject_dn(certificate_or_name))
 
 
 # --------------------------------------------------------------------------
@@ -935,6 +947,12 @@ def principals(certificate, identity=None, tenant_id=SYSTEM_TENANT_ID):
     return [u for u, t in scopes if t is None or t == tenant_id]
 
 
+def _is_tenant_cert(certificate):
+    x509 = _pki().x509
+    cert = certificate.cert if isinstance(certificate, _Ext) else certificate
+    return any(a.value == "Tenants" for a in cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME))
+
+
 def dn_matches(certificate, dn):
     return dn_equal(subject_dn(certificate), parse_dn(dn))
 
@@ -980,8 +998,11 @@ def sql_user(certificate, name, identity=None):
     if dn:
         if dn_matches(certificate, dn):
             return name, None
-        return (found[0] if found else ""), ("subject %s does not match the configured %s DN %s"
-                                             % (dn_string(certificate), name, dn))
+        return "", "subject %s does not match the configured %s DN %s" % (dn_string(certificate), name, dn)
+    if _is_tenant_cert(certificate):
+        return "", "a tenant client certificate (OU=Tenants) is not allowed as a user certificate"
+    if any(u == DEBUG_USER for u, _t in (user_scopes(certificate, identity) or [])):
+        return "", "the certificate has principal %s, which may not log in" % DEBUG_USER
     if name in found:
         return name, None
     return (found[0] if found else ""), ("principals %s do not include %r: CockroachDB would not "
@@ -1100,14 +1121,12 @@ class FileState(object):
         return not self.errors
 
 
-GUARDED = (rules.KIND_CA, rules.KIND_CLIENT_CA, rules.KIND_UI_CA, rules.KIND_TENANT_CLIENT_CA, rules.KIND_NODE,
-           rules.KIND_UI)
-
-
-def _effect_for(state):
-    """A loader-level error's effect: the node cannot start / reload with a broken CA, node, client.node or
-    UI file; a broken client, tenant or tenant-signing file only fails its own use."""
-    if state.kind in GUARDED or state.name == "client.node.crt":
+def _effect_for(state, present):
+    """A loader-level error's effect. ``LoadCertificates`` fails (the node does not start, a reload is refused)
+    for a broken ``node.crt`` when there is no ``client.node.crt``; any other broken file fails where it is used
+    (handshakes, authentication). (A reload is also refused when a previously valid CA, node or UI file breaks:
+    that depends on what the node had loaded before, which a dir alone does not say.)"""
+    if state.name == "node.crt" and "client.node.crt" not in present:
         return LOAD
     return HANDSHAKE
 
@@ -1195,7 +1214,7 @@ def judge_dir(certs_dir, identity=None, expected_hosts=None, expected_ui_hosts=N
             message = str(exc)
             if message.startswith(name + ": "):
                 message = message[len(name) + 2:]
-            state.errors.append(Problem(name, "unreadable", message, _effect_for(state)))
+            state.errors.append(Problem(name, "unreadable", message, _effect_for(state, present)))
             continue
         if kind in rules.CA_KINDS:
             continue
@@ -1203,7 +1222,7 @@ def judge_dir(certs_dir, identity=None, expected_hosts=None, expected_ui_hosts=N
         perm = key_permission_problem(certs_dir, state.key_file, gid, skip=skip_permissions or not permissions)
         if perm is not None:
             perm.file = name
-            perm.effect = _effect_for(state)
+            perm.effect = _effect_for(state, present)
             state.errors.append(perm)
             if perm.code != "key_permissions":
                 continue
@@ -1214,8 +1233,7 @@ def judge_dir(certs_dir, identity=None, expected_hosts=None, expected_ui_hosts=N
                 if not key_matches(state.certs[0], state.key):
                     raise CrdbTlsError("key %s does not match the certificate" % state.key_file)
             except CrdbTlsError as exc:
-                state.errors.append(Problem(name, "key_pair", "tls.X509KeyPair fails: %s" % exc,
-                                            _effect_for(state)))
+                state.errors.append(Problem(name, "key_pair", "tls.X509KeyPair fails: %s" % exc, HANDSHAKE))
     problems.extend(bad_tenant)
     for state in files.values():
         problems.extend(state.errors)
@@ -1299,7 +1317,10 @@ def _verdict(files, present, identity, hosts, ui_hosts, now, problems, purpose, 
     tenant_ca = _pool(files, "ca-client-tenant.crt", "ca-client.crt", "ca.crt")
     client_pool = client_ca
     if client_ca[0] is not None:
-        client_pool = (list(client_ca[0]) + list(tenant_ca[0] or []), client_ca[1], None)
+        if tenant_ca[0] is None:   # a ca-client-tenant.crt that does not load: the server config cannot be built
+            client_pool = (None, tenant_ca[1], tenant_ca[2])
+        else:
+            client_pool = (list(client_ca[0]) + list(tenant_ca[0]), client_ca[1], None)
     if purpose == "client" and layout == "split_ca" and "ca-client.crt" not in present:
         client_pool = (None, "ca-client.crt", "no ca-client.crt in a client's dir: the node verifies it")
 
@@ -1317,6 +1338,8 @@ def _verdict(files, present, identity, hosts, ui_hosts, now, problems, purpose, 
         errors = []
         for host in hosts or [None]:
             errors.append(add(node, _check(node, ca, rules.EKU_SERVER, host, now), "server side: "))
+        if client_pool[0] is None and client_ca[0] is not None:
+            errors.append(add(node, ("ca_broken", client_pool[2]), "server side: "))
         client = files.get("client.node.crt") or node
         found = _check(client, client_pool, rules.EKU_CLIENT, None, now)
         errors.append(add(client, found, "node-to-node client side: "))
@@ -1329,6 +1352,9 @@ def _verdict(files, present, identity, hosts, ui_hosts, now, problems, purpose, 
     ui = (files.get("ui.crt") or node) if purpose == "node" else None
     if ui is not None:
         ui_pool = _pool(files, "ca-ui.crt", "ca.crt")
+        tenant_file = files.get("ca-client-tenant.crt")
+        if ui_pool[0] is not None and tenant_file is not None and tenant_file.ok and tenant_file.certs:
+            ui_pool = (list(ui_pool[0]) + list(tenant_file.certs), ui_pool[1], None)
         errors = []
         for host in (ui_hosts or hosts) or [None]:
             found = _check(ui, ui_pool, rules.EKU_SERVER, host, now)
@@ -1357,6 +1383,8 @@ def _verdict(files, present, identity, hosts, ui_hosts, now, problems, purpose, 
             user, why = sql_user(state.certs[0], state.qualifier, identity)
             if found is None and why:
                 found = ("principal", why)
+            elif found is not None and found[0] != "principal":
+                user = ""   # the handshake fails: CockroachDB authenticates nobody
             if found is None and identity["tenant_scope"] and not _has_tenant_uri(state.certs[0]):
                 problems.append(Problem(name, "no_tenant_uri", "identity.tenant_scope is set but it carries no "
                                         "crdb://tenant/<id>/user/<name> URI SAN (authenticated by its CN)", WARNING))

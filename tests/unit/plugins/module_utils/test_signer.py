@@ -307,7 +307,7 @@ def test_fixed_cn_profiles_refuse_the_cas_own_cn(org):
     signer.vet_issued(certs, spec, key.public_key(), [org.root], host="node2",
                       identity={"principal_map": {"node2.example.com": "node"}})
     signer.vet_issued(certs, spec, key.public_key(), [org.root], host="node2",
-                      identity={"node_cert_dn": "CN=node2.example.com,O=Corp"})
+                      identity={"node_cert_dn": "O=Corp,CN=node2.example.com"})
 
 
 def test_org_policy_refusing_cn_node_fails_with_its_stderr(org):

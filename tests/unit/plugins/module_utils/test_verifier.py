@@ -401,13 +401,18 @@ def test_tenant_uri_sans_take_precedence(root):
 
 def test_dn_match_replaces_the_cn_rule(root):
     leaf = make("n1.corp.example", issuer=root, o="Corp", ou="DB", ekus=("client",))
-    identity = {"node_cert_dn": "CN=n1.corp.example,OU=DB,O=Corp"}
+    # CockroachDB reads the subject in its encoding order (O, OU, CN here), not reversed
+    identity = {"node_cert_dn": "O=Corp,OU=DB,CN=n1.corp.example"}
+    assert verifier.dn_string(leaf.cert) == "O=Corp,OU=DB,CN=n1.corp.example"
+    assert "does not match" in verifier.rpc_identity_problem(leaf.cert, {"node_cert_dn": "CN=n1.corp.example,OU=DB,O=Corp"})
     assert verifier.rpc_identity_problem(leaf.cert, identity) is None
-    assert "does not match" in verifier.rpc_identity_problem(leaf.cert, {"node_cert_dn": "CN=x,O=Corp"})
+    assert "does not match" in verifier.rpc_identity_problem(leaf.cert, {"node_cert_dn": "O=Corp,OU=DB,CN=x"})
     node = make("node", issuer=root, ekus=("client",))
     assert "does not match" in verifier.rpc_identity_problem(node.cert, identity)
     root_cert = make("admin", issuer=root, o="Corp", ekus=("client",))
-    assert verifier.sql_user(root_cert.cert, "root", {"root_cert_dn": "cn=admin,o=Corp"}) == ("root", None)
+    assert verifier.sql_user(root_cert.cert, "root", {"root_cert_dn": "o=Corp,cn=admin"}) == ("root", None)
+    user, why = verifier.sql_user(root_cert.cert, "root", {"root_cert_dn": "O=Corp,CN=other"})
+    assert user == "" and "does not match the configured root DN" in why
 
 
 def test_identity_options_checked():
@@ -521,7 +526,7 @@ def test_eku_limited_intermediate_issuing_client_certs(d):
     v = judge(d)["verdict"]
     assert v["node"]["ok"] is False and "incompatible key usage" in v["node"]["error"]
     assert v["ui"]["ok"] is True
-    assert v["clients"]["alice"]["ok"] is False and v["clients"]["alice"]["user"] == "alice"
+    assert v["clients"]["alice"] == {"ok": False, "user": "", "error": v["clients"]["alice"]["error"]}  # no handshake
 
 
 def test_uri_san_principal_in_a_dir(d, root):
@@ -544,7 +549,7 @@ def test_dns_san_node_principal_and_imposed_subjects(d, root):
     _write(d, "node.crt", [imposed.cert], imposed.key)
     assert judge(d)["verdict"]["node"]["ok"] is False
     assert judge(d, identity={"principal_map": {"n1.example.com": "node"}})["verdict"]["node"]["ok"] is True
-    dn = {"node_cert_dn": "CN=n1.example.com,O=Corp"}
+    dn = {"node_cert_dn": "O=Corp,CN=n1.example.com"}
     assert judge(d, identity=dn)["verdict"]["node"]["ok"] is True
 
 
@@ -657,3 +662,31 @@ def test_a_cockroach_process_of_another_dir_is_ignored(tmp_path):
     (proc / "7" / "cmdline").write_bytes(b"cockroach\0start\0--certs-dir\0/other\0")
     assert verifier.process_gid("/x", group="12", proc=str(proc)) == (12, "configured group 12")
     assert verifier.process_gid("/other", group="12", proc=str(proc))[0] == 999
+
+
+def test_tenant_cert_and_debuguser_are_not_user_certs(d, root):
+    _standard_dir(d, root, client_users=())
+    tenant_like = make("alice", issuer=root, ou="Tenants", ekus=("client",))
+    _write(d, "client.alice.crt", [tenant_like.cert], tenant_like.key)
+    debug = make("carol", issuer=root, dns=["debuguser"], ekus=("client",))
+    _write(d, "client.carol.crt", [debug.cert], debug.key)
+    clients = judge(d)["verdict"]["clients"]
+    assert clients["alice"]["ok"] is False and "OU=Tenants" in clients["alice"]["error"]
+    assert clients["carol"]["ok"] is False and "debuguser" in clients["carol"]["error"]
+
+
+def test_load_fails_only_for_node_crt_without_client_node_and_bad_tenant_ids(d, root):
+    node = _standard_dir(d, root)
+    with open(os.path.join(d, "ca.crt"), "wb") as f:
+        f.write(b"garbage")
+    out = judge(d)
+    assert out["verdict"]["load"]["ok"] is True and out["verdict"]["node"]["ok"] is False
+    assert [(p.file, p.effect) for p in out["problems"] if p.code == "unreadable"] == [("ca.crt", "handshake")]
+    _write(d, "ca.crt", [root.cert])
+    os.chmod(os.path.join(d, "node.key"), 0o644)
+    assert judge(d)["verdict"]["load"]["ok"] is False
+    cnode = make("node", issuer=root, ekus=("client",))
+    _write(d, "client.node.crt", [cnode.cert], cnode.key)
+    out = judge(d)
+    assert out["verdict"]["load"]["ok"] is True and out["verdict"]["node"]["ok"] is False
+    del node
