@@ -16,14 +16,14 @@ options:
     description:
       - How the cluster maps certificates to users, as given to C(cockroach start). The same dict for
         M(crdb.tls.certs_info), M(crdb.tls.install), M(crdb.tls.issue_fleet), M(crdb.tls.node_key) and
-        M(crdb.tls.expiry_check). Omitted: CockroachDB's defaults (principal C(node) for node-to-node
+        M(crdb.tls.expiry_check). When omitted, CockroachDB's defaults apply (principal C(node) for node-to-node
         traffic, C(<user>) for C(client.<user>.crt)).
     type: dict
     suboptions:
       principal_map:
         description:
           - C(--cert-principal-map) as a dict, certificate principal (its CN or a DNS SAN) to database user,
-            for example C({"n1.corp.example": "node"}).
+            for example C(n1.corp.example) to C(node).
         type: dict
         default: {}
       node_cert_dn:

@@ -25,7 +25,7 @@ description:
     missing from the SANs; CA keys present in the certs dir; expiry within O(min_remaining); and an
     update that was interrupted.
   - The judgement is Go's C(x509.Verify) and CockroachDB's loader and principal rules (the collection's
-    C(verifier) module_utils): chains built from an unordered pool of the certificates after the leaf, EKU
+    C(verifier) module_utils), with chains built from an unordered pool of the certificates after the leaf, EKU
     restrictions nested through intermediates, pathLen, name constraints, the validity of every certificate in
     the chain; an unusable old root in a bundle, a skipped file name or a client name that is not a SQL user
     name are warnings, not problems.
@@ -59,7 +59,7 @@ options:
   process_user:
     description:
       - User (name or uid) the C(cockroach) process runs as. A root-owned 0740 key is allowed when its group is
-        the gid the process runs with: that of a running C(cockroach) process when there is one, else
+        the gid the process runs with, that of a running C(cockroach) process when there is one, else
         O(process_group), else this user's primary group. Defaults to the owner of O(path).
     type: str
   process_group:
