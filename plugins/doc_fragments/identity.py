@@ -34,7 +34,7 @@ options:
         type: str
       root_cert_dn:
         description:
-          - C(--root-cert-distinguished-name): the exact subject DN of the root user's certificates.
+          - The exact subject DN of the root user's certificates (C(--root-cert-distinguished-name)).
         type: str
       tenant_scope:
         description:
