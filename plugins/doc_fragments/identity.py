@@ -30,7 +30,9 @@ options:
         description:
           - C(--node-cert-distinguished-name) (CockroachDB v24.1 and later). When set (or O(identity.root_cert_dn)),
             node-to-node RPC needs a client certificate whose subject DN equals one of them exactly, instead of
-            principal C(node) or C(root). RFC 4514, for example C(CN=n1.corp.example,OU=DB,O=Corp).
+            principal C(node) or C(root). Its attributes are compared in the order they are encoded in the
+            certificate (CockroachDB does not reverse them, as RFC 4514 strings usually are), for example
+            C(O=Corp,OU=DB,CN=n1.corp.example) for a subject made as C(/O=Corp/OU=DB/CN=n1.corp.example).
         type: str
       root_cert_dn:
         description:
