@@ -14,7 +14,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.crdb.tls.plugins.module_utils import stamp
+from ansible_collections.crdb.tls.plugins.module_utils import rules, stamp
 
 SECRET_SUFFIXES = (".key", ".key.pk8")
 
@@ -29,19 +29,85 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         src = args.pop("src", None)
         names = args.pop("files", None)
+        planned = args.pop("planned", None)
+        if planned is not None and (isinstance(planned, str) or not isinstance(planned, (list, tuple))):
+            raise AnsibleActionFail("planned must be a list of file names, got %r" % (planned,))
+        # Only in check mode: the issue step did not write what it would issue.
+        planned = sorted(set(planned)) if planned and self._task.check_mode else []
         # Only this plugin can vouch for the content it checked.
         args["content_checked"] = False
         if src is not None:
             if args.get("certificates") or args.get("keys"):
                 raise AnsibleActionFail("src and certificates/keys exclude each other")
             src = self._loader.path_dwim(src)
-            args["certificates"], args["keys"] = self._read_src(src, names)
-            if boolean(args.get("validate", True), strict=False):
+            if names is not None:
+                planned = [n for n in planned if n in names]
+            if planned:
+                # What src holds now is not what the run would ship: ship the rest, report these.
+                available = stamp.shipped_names(src) if os.path.isdir(src) else []
+                ship = [n for n in (available if names is None else names) if n in available and n not in planned]
+                args["certificates"], args["keys"] = self._read_src(src, ship) if ship else ({}, {})
+            else:
+                args["certificates"], args["keys"] = self._read_src(src, names)
+            self._refuse_node_identity(args, planned, src)
+            if boolean(args.get("validate", True), strict=False) and not planned:
                 self._validate_on_controller(src, names, args)
                 args["content_checked"] = True
-        result.update(self._execute_module(module_name="crdb.tls.install", module_args=args,
-                                           task_vars=task_vars))
+        # With nothing to ship (check mode, first deploy) the module still checks the host: owner, dest.
+        module_result = self._execute_module(module_name="crdb.tls.install", module_args=args, task_vars=task_vars)
+        if planned and not module_result.get("failed"):
+            module_result = self._merge_planned(module_result, planned)
+        if self._task.diff and module_result.get("changed") and not module_result.get("failed"):
+            module_result["diff"] = self._diff(module_result, planned)
+        result.update(module_result)
         return result
+
+    @staticmethod
+    def _refuse_node_identity(args, planned, src):
+        """A client's certs dir never receives the node identity (node.*, client.node.*), whatever src holds."""
+        if (args.get("purpose") or "node") != "client":
+            return
+        wrong = sorted(n for n in list(args["certificates"]) + list(args["keys"]) + list(planned)
+                       if rules.is_node_identity_file(n))
+        if wrong:
+            raise AnsibleActionFail("refusing to install %s from %s on a client host: they carry CockroachDB's "
+                                    "node identity, which stays on the nodes" % (", ".join(wrong), src))
+
+    @staticmethod
+    def _merge_planned(module_result, planned):
+        """Check mode: the files the issue step would write count as changed, with why."""
+        out = dict(module_result)
+        changed_files = list(out.get("changed_files") or [])
+        reasons = list(out.get("reasons") or [])
+        for name in planned:
+            if name not in changed_files:
+                changed_files.append(name)
+            reasons.append("%s would be issued or re-issued on the controller first (check mode: compared with "
+                           "what crdb.tls.issue_fleet plans, not with what is there now)" % name)
+        out.update(changed=True, changed_files=changed_files, reasons=reasons)
+        return out
+
+    @staticmethod
+    def _diff(module_result, planned):
+        """One diff for the certs dir: which files change and why (names and fingerprints, no key material)."""
+        dest = module_result.get("dest") or ""
+        fingerprints = module_result.get("fingerprints") or {}
+        reasons = module_result.get("reasons") or []
+        before, after = [], []
+        made = "certs dir %s created" % dest in reasons
+        for name in module_result.get("changed_files") or []:
+            mine = [r for r in reasons if r.startswith(name + " ") or r.startswith(name + ":")]
+            missing = made or any(r.startswith(name + " is missing") for r in mine)
+            before.append("%s: %s" % (name, "absent" if missing else "as on the host now"))
+            if name in planned:
+                after.append("%s: as crdb.tls.issue_fleet would issue it" % name)
+            elif name in fingerprints:
+                after.append("%s: sha256 %s" % (name, fingerprints[name][:16]))
+            else:
+                after.append("%s: %s" % (name, "; ".join(r.split(":", 1)[-1].strip() for r in mine) or "changed"))
+        after.extend("# %s" % r for r in reasons if not any(r.startswith(n) for n in planned))
+        return {"before_header": dest, "after_header": dest,
+                "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"}
 
     def _validate_on_controller(self, src, names, args):
         """Check the certificates' content here, where cryptography is sure to be.

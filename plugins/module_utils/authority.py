@@ -28,7 +28,7 @@ import contextlib
 import json
 import os
 
-from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, rules
+from ansible_collections.crdb.tls.plugins.module_utils import durations, fileio, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 KEY_FILE_MODE = 0o600
@@ -148,7 +148,7 @@ def _existing(p, passphrase, now):
 def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src_passphrase=None,
            common_name=None, organization=rules.DEFAULT_ORGANIZATION, lifetime=None,
            key_type=pki.DEFAULT_KEY_TYPE, key_size=None, renew_before=None, force=False,
-           keep_previous=True, rotation=None, check_mode=False, now=None):
+           keep_previous=True, rotation=None, check_mode=False, now=None, leaf_lifetime=None):
     """Make sure ``pki_dir`` holds a usable CA of ``role``; returns a result dict.
 
     Without ``cert_src`` the CA is generated here (and rotated only when it is
@@ -167,6 +167,12 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     was recorded). While a rotation is ``started``, a call without
     ``rotation`` (and :func:`load`) fails instead of letting leaves from the
     new CA reach hosts that do not trust it yet.
+
+    The CA key is never lost: ``leaf_lifetime`` (the lifetime of the leaves
+    the CA will sign) is checked against a provided CA before any file is
+    replaced; a key that is replaced is kept beside it as
+    ``<prefix>.key.<date>.bak`` (0600, in the same journaled set); and a PKI
+    dir that issued certificates but lost its CA fails unless ``force``.
     """
     if rotation is not None and rotation not in ROTATION_STEPS:
         raise CrdbTlsError("rotation %r is not known (use one of: %s)" % (rotation, ", ".join(sorted(ROTATION_STEPS))))
@@ -186,6 +192,11 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
         provided = pki.load_ca(fileio.read_file(cert_src, "CA certificate"), key_data, cert_src, key_src,
                                passphrase=src_passphrase, now=now)
         provided_key_data = key_data
+        if leaf_lifetime is not None:
+            # The check issuing would make: refused here, before any CA file is replaced.
+            life = pki.parse_duration(leaf_lifetime, "leaf_lifetime")
+            provided.check_lifetime(now + life, "a certificate of lifetime %s issued by the provided CA %s"
+                                    % (durations.format_delta(life), cert_src))
     else:
         pki.check_key_spec(key_type, key_size)
 
@@ -200,6 +211,8 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
         rot_before = _read_rotation(p)
         force, allow_unconfirmed = _rotation_preflight(p, role, pki_dir, rotation, rot_before, current, provided,
                                                        reasons, force)
+        if not force and rotation is None:
+            _refuse_lost_ca(pki_dir, p, role, state)
         if provided is not None:
             if current is None or pki.fingerprint(current) != pki.fingerprint(provided.certificate):
                 reasons.append("provided CA %s (%s) is not the current one"
@@ -221,6 +234,7 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
             new_signer_chain, new_roots = None, None
         rotate = bool(reasons)
         key_pem = None
+        key_backup = None
         if rotate and provided is None:
             key = pki.generate_key(key_type, key_size)
             cert = pki.generate_ca(key, common_name, organization, lifetime, now)
@@ -252,10 +266,19 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
                                % ", ".join(c.subject.rfc4514_string() + " " + pki.fingerprint(c)[:16] for c in dropped))
         if rot_after != rot_before:
             reasons.append("CA rotation of %s: %s" % (role, rot_after["state"]))
+            backups = _key_backups(p)
+            if rot_after["state"] == "finished" and backups:
+                reasons.append("the rotation that retires the previous CA is finished: its key backups (%s) may "
+                               "now be removed by hand" % ", ".join(backups))
         bundle_pem = pki.certificates_pem(bundle)
         current_bundle = fileio.read_optional(p["bundle"])
         files = fileio.FileSet(pki_dir)
         if rotate:
+            old_key = state["key_data"] if state["key_data"] is not None else fileio.read_optional(p["key"])
+            if old_key is not None and old_key != key_pem:
+                backup = _backup_name(p, now)
+                files.add(backup, old_key, KEY_FILE_MODE)
+                key_backup = os.path.join(pki_dir, backup)
             files.add(os.path.basename(p["key"]), key_pem, KEY_FILE_MODE)
             files.add(os.path.basename(p["signer"]), pki.certificates_pem(new_signer_chain), rules.CERT_MODE)
         if current_bundle != bundle_pem:
@@ -274,13 +297,77 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
     signer = new_signer_chain[0]
     reasons = dir_reasons + reasons
     result = _result(p, role, signer, state["bundle"], bundle)
-    result.update(changed=bool(len(files)) or bool(reasons), rotated=rotate, reasons=reasons, rotation=rot_after)
+    result.update(changed=bool(len(files)) or bool(reasons), rotated=rotate, reasons=reasons, rotation=rot_after,
+                  key_backup=key_backup)
     return result
 
 
+# A path through this directory name is inside an installed collection tree,
+# which ``ansible-galaxy collection install --force`` deletes and replaces.
+COLLECTIONS_DIR_NAME = "ansible_collections"
+# What a PKI dir holds once it issued anything (besides the CA files).
+ISSUED_DIR = "issued"
+
+
+def check_pki_dir_location(pki_dir):
+    """Refuse a PKI dir inside an installed collection (or a link into one), naming both."""
+    for candidate in (os.path.abspath(pki_dir), os.path.realpath(pki_dir)):
+        parts = candidate.split(os.sep)
+        if COLLECTIONS_DIR_NAME in parts:
+            tree = os.sep.join(parts[:parts.index(COLLECTIONS_DIR_NAME) + 1])
+            raise CrdbTlsError(
+                "PKI directory %s is inside the installed collections tree %s: `ansible-galaxy collection install "
+                "--force` deletes it, and the CA key with it; keep the PKI dir (crdb_tls_pki_dir) outside, for "
+                "example in ~/.local/share/crdb-tls/<cluster>" % (pki_dir, tree))
+
+
 def _check_pki_dir_path(pki_dir):
-    """A missing PKI dir must be makeable (no file in its place or in place of a parent)."""
+    """A missing PKI dir must be makeable (no file in its place or in place of a parent), and not replaceable."""
+    check_pki_dir_location(pki_dir)
     fileio.check_makeable_dir(pki_dir, "PKI directory")
+
+
+def _issued_traces(pki_dir, p):
+    """What in ``pki_dir`` shows that a CA of this role issued certificates there (empty when nothing)."""
+    traces = []
+    issued = os.path.join(pki_dir, ISSUED_DIR)
+    if os.path.isdir(issued) and os.listdir(issued):
+        traces.append("issued sets in %s" % issued)
+    for what in ("index", "rotation"):
+        if os.path.isfile(p[what]) and os.path.getsize(p[what]) > 0:
+            traces.append(p[what])
+    return traces
+
+
+def _refuse_lost_ca(pki_dir, p, role, state):
+    """A PKI dir that issued certificates but lost its CA is never given a new CA silently."""
+    missing = [p[w] for w in ("signer", "key") if not os.path.exists(p[w])]
+    if not missing:
+        return
+    traces = _issued_traces(pki_dir, p)
+    if traces:
+        raise CrdbTlsError(
+            "PKI directory %s lost its CA %s (%s missing) but holds what it issued (%s): refusing to make a new CA, "
+            "which would replace every host's trust bundle and lock every certificate out; restore %s from a "
+            "backup (a replaced key is kept as %s.<date>.bak), or pass force=true to start a new CA on purpose"
+            % (pki_dir, role, ", ".join(missing), ", ".join(traces), " and ".join(missing), p["key"]))
+
+
+def _key_backups(p):
+    """The key backups of this CA role kept in its PKI dir, sorted."""
+    directory, prefix = os.path.dirname(p["key"]), os.path.basename(p["key"]) + "."
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                  if n.startswith(prefix) and n.endswith(".bak")) if os.path.isdir(directory) else []
+
+
+def _backup_name(p, now):
+    """``ca.key.<UTC date and time>.bak`` (``-2``, ``-3``... when taken): where a replaced CA key is kept."""
+    base = "%s.%s" % (os.path.basename(p["key"]), now.strftime("%Y%m%dT%H%M%SZ"))
+    name, count = base + ".bak", 1
+    while os.path.lexists(os.path.join(os.path.dirname(p["key"]), name)):
+        count += 1
+        name = "%s-%d.bak" % (base, count)
+    return name
 
 
 def _private_dir(pki_dir, check_mode):

@@ -180,3 +180,4 @@ def format_delta(delta):
     if hours % 24 == 0:
         return "%dd" % (hours // 24)
     return "%dh" % hours
+

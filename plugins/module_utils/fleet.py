@@ -28,8 +28,8 @@ __metaclass__ = type
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki, renewal,
-                                                               rules, signing, stamp)
+from ansible_collections.crdb.tls.plugins.module_utils import (authority, certsdir, fileio, issuance, ledger, pki,
+                                                               renewal, rules, signing, stamp)
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 ISSUED_DIR = "issued"
@@ -119,7 +119,7 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
     jobs = []
     client_role = rules.client_ca_role(layout)
     for user in users:
-        rules.validate_username(user, "client user")
+        rules.check_client_user(user, "client user")
         spec = pki.build_spec("client", user=user, organization=options["organization"],
                               lifetime=options["lifetime"], ocsp_url=options["ocsp_urls"][client_role])
         jobs.append((("_users", user), user_dir(pki_dir, user), spec, client_role, {"pkcs8": options["pkcs8"]}))
@@ -142,6 +142,30 @@ def _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options):
     return jobs
 
 
+def check_inputs(layout, nodes=None, users=None, node_users=None, lifetime=None, renew_before=None,
+                 ui_sans=None):
+    """Refuse bad input before anything is written (the role runs it before the CA step).
+
+    Every client user (:func:`rules.check_client_user`), every node's SANs
+    and DB Console names (:func:`pki.parse_hosts`), the layout, and each
+    kind's renewal window against the lifetime. ``renew_before`` is the
+    result of :func:`renewal.windows`. Reads and writes no file.
+    """
+    rules.layout_files(layout)
+    for user in list(users or []) + list(node_users or []):
+        rules.check_client_user(user, "client user")
+    if not isinstance(nodes or {}, dict):
+        raise CrdbTlsError("nodes must be a mapping of host name to {sans: [...]}, got %r" % (nodes,))
+    for host in sorted(nodes or {}):
+        info = nodes[host] or {}
+        if not isinstance(info, dict):
+            raise CrdbTlsError("node %s: want a mapping with sans, got %r" % (host, info))
+        pki.parse_hosts(info.get("sans") or [], what="SANs of node %s" % host)
+        pki.parse_hosts(info.get("ui_sans") or [], what="DB Console SANs of node %s" % host)
+    pki.parse_hosts(ui_sans or [], what="ui_sans")
+    renewal.check_leaf_windows(renew_before or {}, rules.DEFAULT_LEAF_LIFETIME if lifetime in (None, "") else lifetime)
+
+
 def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=False, ui_cert_src=None,
           ui_key_src=None, ui_sans=None, key_type=pki.DEFAULT_KEY_TYPE, key_size=None, lifetime=None,
           renew_before=None, organization=rules.DEFAULT_ORGANIZATION, ocsp_url=None, pkcs8=False,
@@ -162,6 +186,7 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
     """
     renew_before = renewal.check_leaf_windows(renewal.windows(renew_before, renew_before_by_kind),
                                               rules.DEFAULT_LEAF_LIFETIME if lifetime in (None, "") else lifetime)
+    check_inputs(layout, nodes, users, node_users, lifetime, renew_before, ui_sans)
     if key_location == "node":
         if ui_cert_src or pkcs8:
             raise CrdbTlsError("key_location node: %s would put a private key in the PKI dir; keys are made on "
@@ -191,6 +216,11 @@ def issue(pki_dir, layout, nodes=None, users=None, node_users=None, ui_generate=
         raise CrdbTlsError("ui_cert_src and ui_key_src go together")
     provided_ui = vet_provided_ui(ui_cert_src, ui_key_src, ui_sans, now, ca_src=ui_ca_src) if ui_cert_src else None
     signing_options = _check_signing_options(layout, signing_options)
+    if check_mode and not _has_ca(pki_dir):
+        options = {"organization": organization or None, "lifetime": lifetime, "ocsp_urls": ocsp_urls, "pkcs8": pkcs8}
+        return _plan_without_ca(pki_dir, layout, nodes, users, node_users,
+                                _jobs(pki_dir, layout, nodes, users, node_users, ui_generate, options),
+                                provided_ui is not None)
     fileio.require_dir(pki_dir, "PKI directory")
     # One run at a time per PKI dir (crdb.tls.ca holds the same lock): a
     # concurrent run waits, then finds everything issued.
@@ -362,22 +392,36 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     pending = dict((h, {}) for h in nodes)   # host -> {name: (name, data, mode, owner, group)}
     host_fixes = dict((h, []) for h in nodes)
     user_plans = []
+    planned_users = {}   # user -> {file name: new content or None (not known before the run)}
+    specs = dict((job[0], job[2]) for job in jobs)
     for (owner, what), plan in plans.items():
         out = users_out[what] if owner == "_users" else hosts[owner]
         if plan is None:
+            # Check mode, its dir not made yet: everything in it is new.
             out["changed"] = True
             out["reasons"].append("%s: not issued yet" % what)
+            names = _job_files(what if owner == "_users" else specs[(owner, what)].filename, owner)
+            out.setdefault("planned", []).extend(names)
+            if owner == "_users":
+                planned_users[what] = dict((n, None) for n in names)
             continue
         if not check_mode:
             if plan.issued is not None:
                 issued.setdefault(plan.index_path, []).append(plan.issued)
             plan.index_path = None   # recorded below, one locked update per CA
-            if owner == "_users":
+        if owner == "_users":
+            if not check_mode:
                 user_plans.append(plan)
-            else:
-                for entry in plan.files:
-                    pending[owner][entry[0]] = entry
-                host_fixes[owner].extend(plan.attribute_fixes)
+            elif plan.files:
+                # What the run would write, kept in memory only: the node dirs compare with it.
+                planned_users[what] = dict((f[0], f[1]) for f in plan.files)
+            if check_mode:
+                out.setdefault("planned", []).extend([f[0] for f in plan.files] + [f[0] for f in plan.attribute_fixes])
+        else:
+            # Collected in check mode too (never committed then): they are what the install would get.
+            for entry in plan.files:
+                pending[owner][entry[0]] = entry
+            host_fixes[owner].extend(plan.attribute_fixes)
         out["changed"] = out["changed"] or plan.changed
         out["reasons"].extend(plan.reasons)
         if plan.certificate is not None:
@@ -392,7 +436,15 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
         source = user_dir(pki_dir, user)
         cert_name = rules.client_cert_name(user)
         for name, mode in ((cert_name, rules.CERT_MODE), (rules.key_name(cert_name), rules.KEY_MODE)):
-            user_files[name] = (fileio.read_optional(os.path.join(source, name)), mode)
+            if name in planned_users.get(user, {}):
+                user_files[name] = (planned_users[user][name], mode)
+                if user_files[name][0] is None:
+                    for host in nodes:
+                        pending[host][name] = (name, None, mode, None, None)
+                        hosts[host]["changed"] = True
+                        hosts[host]["reasons"].append("%s: not issued yet" % name)
+            else:
+                user_files[name] = (fileio.read_optional(os.path.join(source, name)), mode)
     for host in sorted(nodes):
         directory = issued_dir(pki_dir, host)
         wanted = []
@@ -418,6 +470,16 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
                 hosts[host]["changed"] = True
                 hosts[host]["reasons"].append("%s updated" % name)
 
+    diff = []
+    if check_mode:
+        # What the install of each set compares with, and the diff shown with --check --diff.
+        for host in sorted(nodes):
+            hosts[host]["planned"] = sorted(set(pending[host]) | set(f[0] for f in host_fixes[host])
+                                            | set(hosts[host].get("planned") or []))
+        for user in users_out:
+            users_out[user]["planned"] = sorted(set(users_out[user].get("planned") or []))
+        diff = _diff(pki_dir, hosts, users_out, pending)
+
     def commit(host):
         _commit_set(issued_dir(pki_dir, host), pending[host], host_fixes[host])
 
@@ -432,8 +494,92 @@ def _issue_locked(pki_dir, layout, nodes, users, node_users, ui_generate, provid
     if not check_mode:
         signing.remove_waiting_keys(plans.values())
     changed = any(v["changed"] for v in hosts.values()) or any(v["changed"] for v in users_out.values())
-    return {"changed": changed, "hosts": hosts, "users": users_out,
-            "issued_count": sum(len(c) for c in issued.values())}
+    out = {"changed": changed, "hosts": hosts, "users": users_out,
+           "issued_count": sum(len(c) for c in issued.values())}
+    if diff:
+        out["diff"] = diff
+    return out
+
+
+def _has_ca(pki_dir):
+    """Whether the cluster CA's trust bundle is there (check mode plans a first deploy without it)."""
+    return os.path.isfile(authority.paths(pki_dir, "ca")["bundle"])
+
+
+def _plan_without_ca(pki_dir, layout, nodes, users, node_users, jobs, provided_ui):
+    """Check mode before the first run: every file of every set is new; nothing is read or written."""
+    why = "no CA in %s yet (first deploy)" % pki_dir
+    hosts = dict((h, {"changed": True, "reasons": [], "dir": issued_dir(pki_dir, h), "fingerprints": {},
+                      "planned": []}) for h in nodes)
+    users_out = dict((u, {"changed": True, "reasons": [], "dir": user_dir(pki_dir, u), "fingerprints": {},
+                          "planned": []}) for u in users)
+    for job in jobs:
+        owner, what = job[0]
+        if isinstance(owner, tuple) or (owner != "_users" and owner not in hosts):
+            continue   # a client host's CSR dir (key_location node): its install plans on its own
+        out = users_out[what] if owner == "_users" else hosts[owner]
+        names = _job_files(what if owner == "_users" else job[2].filename, owner)
+        out["planned"].extend(names)
+        out["reasons"].append("%s: not issued yet, %s" % (names[0], why))
+    extra = [rules.CA_ROLES["ca"]] + ([rules.CA_ROLES["client_ca"]] if layout == "split_ca" else [])
+    extra += ["ui.crt", "ui.key"] if provided_ui else []
+    for user in node_users:
+        extra += _job_files(user, "_users")
+    for host in hosts:
+        hosts[host]["planned"] = sorted(set(hosts[host]["planned"] + extra))
+    for user in users_out:
+        # A user's set carries the cluster CA's bundle (what clients verify nodes with).
+        users_out[user]["planned"] = sorted(set(users_out[user]["planned"] + [rules.CA_ROLES["ca"]]))
+    out = {"changed": bool(hosts or users_out), "hosts": hosts, "users": users_out, "issued_count": 0}
+    diff = _diff(pki_dir, hosts, users_out, {})
+    if diff:
+        out["diff"] = diff
+    return out
+
+
+def _job_files(what, owner):
+    """The file names a job writes: the certificate and its key (``what`` is a user or a cert file name)."""
+    cert = rules.client_cert_name(what) if owner == "_users" else what
+    return [cert, rules.key_name(cert)]
+
+
+def _describe_data(name, data):
+    """One line about a file of an issued set, for a diff; never key material."""
+    if data is None:
+        return "%s: to be issued" % name
+    if not name.endswith(rules.CERT_SUFFIX):
+        return "%s: %s (%d bytes)" % (name, "private key" if rules.KEY_SUFFIX in name else "file", len(data))
+    try:
+        certs = pki.load_certificates(data, name)
+    except CrdbTlsError as exc:
+        return "%s: unreadable (%s)" % (name, exc)
+    cert = certs[0]
+    return "%s: %s; SANs %s; until %s; sha256 %s%s" % (
+        name, cert.subject.rfc4514_string(), ", ".join(pki.san_strings(cert)) or "none",
+        pki.not_after(cert).strftime("%Y-%m-%d %H:%M UTC"), pki.fingerprint(cert)[:16],
+        "; %d more in the file" % (len(certs) - 1) if len(certs) > 1 else "")
+
+
+def _diff(pki_dir, hosts, users_out, pending):
+    """Ansible diffs (one per changed issued dir): what is there, what the run would put there."""
+    out = []
+    targets = [(issued_dir(pki_dir, h), hosts[h], pending.get(h, {})) for h in sorted(hosts)]
+    targets += [(user_dir(pki_dir, u), users_out[u], {}) for u in sorted(users_out)]
+    for directory, info, files in targets:
+        if not info["changed"]:
+            continue
+        before, after = [], []
+        for name in info.get("planned") or []:
+            path = os.path.join(directory, name)
+            current = fileio.read_optional(path) if os.path.isfile(path) else None
+            before.append(_describe_data(name, current) if current is not None else "%s: absent" % name)
+            new = files[name][1] if name in files else None
+            after.append(_describe_data(name, new) if new is not None or current is None
+                         else "%s: to be re-issued" % name)
+        after.extend("# %s" % r for r in info["reasons"])
+        out.append({"before_header": directory, "after_header": directory,
+                    "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"})
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -464,7 +610,7 @@ def _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_g
                                   ocsp_url=options["ocsp_url"])
             specs[spec.filename] = (spec, "ca")
         for user in node_users:
-            spec = pki.build_spec("client", user=rules.validate_username(user, "client user"),
+            spec = pki.build_spec("client", user=rules.check_client_user(user, "client user"),
                                   organization=options["organization"], lifetime=options["lifetime"],
                                   ocsp_url=options["ocsp_url"])
             specs[spec.filename] = (spec, client_role)
@@ -472,7 +618,7 @@ def _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_g
     for host in sorted(client_csrs):
         specs = {}
         for user in users:
-            spec = pki.build_spec("client", user=rules.validate_username(user, "client user"),
+            spec = pki.build_spec("client", user=rules.check_client_user(user, "client user"),
                                   organization=options["organization"], lifetime=options["lifetime"],
                                   ocsp_url=options["ocsp_url"])
             specs[spec.filename] = (spec, client_role)
@@ -524,10 +670,12 @@ def issue_from_csrs(pki_dir, layout, nodes=None, users=None, node_users=None, cs
     node_users = list(dict.fromkeys(users if node_users is None else node_users))
     csrs, client_csrs = dict(csrs or {}), dict(client_csrs or {})
     rules.layout_files(layout)
-    fileio.require_dir(pki_dir, "PKI directory")
     options = {"organization": organization or None, "lifetime": lifetime, "ocsp_url": ocsp_url}
     jobs = _csr_jobs(pki_dir, layout, nodes, users, node_users, csrs, client_csrs, ui_generate, options)
     signing_options = _check_signing_options(layout, signing_options)
+    if check_mode and not _has_ca(pki_dir):
+        return _plan_without_ca(pki_dir, layout, nodes, [], [], jobs, False)
+    fileio.require_dir(pki_dir, "PKI directory")
     with fileio.dir_lock(pki_dir):
         return _issue_from_csrs_locked(pki_dir, layout, nodes, client_csrs, jobs, renew_before,
                                        passphrases or {}, workers, check_mode, now, signing_options)

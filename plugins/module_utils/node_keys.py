@@ -69,7 +69,7 @@ def wanted(layout=None, hosts=None, users=None, ui_hosts=None, organization=rule
         raise CrdbTlsError("purpose client needs users: a client's certs dir holds client.<user>.crt")
     client_role = rules.client_ca_role(layout or "standard")
     for user in dict.fromkeys(users or []):
-        rules.validate_username(user, "user")
+        rules.check_client_user(user, "user")
         out.append((pki.build_spec("client", user=user, organization=organization, ocsp_url=ocsp_url),
                     client_role))
     if not out:

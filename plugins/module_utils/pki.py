@@ -435,6 +435,10 @@ def parse_host(host, what="host"):
         raise CrdbTlsError("%s %r is empty or not a string" % (what, host))
     text = host.strip()
     candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if "%" in candidate:
+        # ipaddress accepts fe80::1%eth0, but a certificate's IP SAN has no room for a zone.
+        raise CrdbTlsError("%s %r carries a zone (%%%s): an IP SAN cannot hold one; give the address without "
+                           "it (a link-local address is a poor SAN anyway)" % (what, host, candidate.split("%", 1)[1]))
     try:
         return x509.IPAddress(ipaddress.ip_address(candidate))
     except ValueError:
@@ -537,7 +541,7 @@ def build_spec(profile, user=None, hosts=None, common_name=None,
     if profile == "client":
         if user is None:
             raise CrdbTlsError("profile 'client' needs user (the SQL user name, e.g. root)")
-        rules.validate_username(user)
+        rules.check_client_user(user, "user")
     elif user is not None and profile != "node_client":
         raise CrdbTlsError("user is only used with profile 'client', not %r" % profile)
     if info["sans"] and not names:

@@ -147,6 +147,47 @@ def validate_username(user, what="user"):
     return user
 
 
+# SQL user names a client certificate (and so a client host) must never carry:
+# ``node`` is CockroachDB's node identity (CN=node authenticates as a node).
+RESERVED_CLIENT_USERS = {
+    NODE_USER: "it is CockroachDB's node identity: a client.node.crt with a client key on a client host "
+               "lets that host act as a node; node certificates (node.crt, client.node.crt of the split "
+               "layouts) are issued for the nodes only",
+}
+
+
+def check_client_user(user, what="client user"):
+    """Return ``user`` when it may be the SQL user of a client certificate; else refuse it by name.
+
+    The one place that says which users a client certificate may be issued
+    for: a valid SQL user name (:func:`validate_username`) that is not the node
+    identity. Used by the role checks and by every module that issues or
+    installs client certificates.
+    """
+    if not isinstance(user, str):
+        raise CrdbTlsError("%s %r is of type %s, not a SQL user name (a string)" % (what, user, type(user).__name__))
+    validate_username(user, what)
+    if user in RESERVED_CLIENT_USERS:
+        raise CrdbTlsError("%s %r is refused: %s" % (what, user, RESERVED_CLIENT_USERS[user]))
+    return user
+
+
+def is_node_identity_file(name):
+    """Whether ``name`` (a certificate, key or PKCS#8 file) carries the node identity (node.*, client.node.*).
+
+    Such files belong on the nodes only: a client host never receives them.
+    """
+    for suffix in (PKCS8_SUFFIX, KEY_SUFFIX):
+        if name.endswith(suffix):
+            name = name[:-len(suffix)] + CERT_SUFFIX
+            break
+    classified = classify(name)
+    if classified is None:
+        return False
+    kind, qualifier = classified[0], classified[1]
+    return kind == KIND_NODE or (kind == KIND_CLIENT and qualifier == NODE_USER)
+
+
 def client_cert_name(user):
     """``client.<user>.crt`` for a valid SQL user name."""
     return "client.%s%s" % (validate_username(user), CERT_SUFFIX)

@@ -49,6 +49,7 @@ options:
     description:
       - The PKI directory that holds the CA. When missing it is created with mode 0700 (missing parents as
         with C(mkdir -p)); an existing one open to group or others is tightened to 0700.
+      - A directory inside an installed collection (a path through C(ansible_collections)) is refused.
     type: path
     required: true
   role:
@@ -106,8 +107,19 @@ options:
   force:
     description:
       - Generate a new CA even though the current one is fine (CA rotation), or replace a broken one.
+      - Also needed to make a new CA in a O(path) that holds issued sets (C(issued/)), a CA index or a rotation
+        state but lost its CA certificate or key; without it that fails, naming O(path), instead of replacing
+        every host's trust bundle.
+      - A CA key that is replaced (by a new or an imported CA) is kept beside it as C(ca.key.<date>.bak)
+        (mode 0600), to be removed by hand once the rotation that retires it has finished.
     type: bool
     default: false
+  leaf_lifetime:
+    description:
+      - Lifetime of the certificates the CA will sign (the node role passes C(crdb_tls_lifetime)). With
+        O(cert_src), a provided CA that expires before such a certificate would is refused before any CA file
+        is replaced.
+    type: str
   keep_previous:
     description:
       - Keep earlier unexpired roots in the trust bundle after the new one.
@@ -253,6 +265,12 @@ bundle_fingerprints:
   returned: success
   type: list
   elements: str
+key_backup:
+  description:
+    - Path of the copy of the CA key this call replaced (C(ca.key.<date>.bak), mode 0600, beside it); null when
+      no key was replaced. Remove it by hand once the rotation that retires that CA has finished.
+  returned: success
+  type: str
 rotated:
   description: Whether a new CA was generated or imported.
   returned: success
@@ -303,6 +321,7 @@ ARGUMENT_SPEC = dict(
     keep_previous=dict(type="bool", default=True),
     external_signer=dict(type="bool", default=False),
     rotation=dict(type="str", choices=["start", "trusted", "reissued", "finish"]),
+    leaf_lifetime=dict(type="str"),
 )
 SPEC_OPTIONS = {}
 
@@ -329,7 +348,8 @@ def run(module):
             key_src=p["key_src"], src_passphrase=p["src_passphrase"], common_name=p["common_name"],
             organization=p["organization"], lifetime=p["lifetime"], key_type=p["key_type"],
             key_size=p["key_size"], renew_before=p["renew_before"], force=p["force"],
-            keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode)
+            keep_previous=p["keep_previous"], rotation=p["rotation"], check_mode=module.check_mode,
+            leaf_lifetime=p["leaf_lifetime"])
     return result
 
 

@@ -53,7 +53,8 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    support: none
+    support: full
+    details: The diff lists the files that change (names and certificate fingerprints, never key content).
   platform:
     platforms: posix
 options:
@@ -65,6 +66,14 @@ options:
   files:
     description:
       - Only these file names from O(src).
+    type: list
+    elements: str
+  planned:
+    description:
+      - In check mode only - the file names of O(src) that M(crdb.tls.issue_fleet) would issue or re-issue
+        (its C(hosts.<host>.planned) or C(users.<user>.planned) result). They are reported as changed, with a
+        diff, instead of being compared (and validated) as they are in O(src) now, since the check run did not
+        write them. Ignored outside check mode.
     type: list
     elements: str
   certificates:
@@ -220,6 +229,7 @@ def main():
         argument_spec=dict(
             src=dict(type="path"),
             files=dict(type="list", elements="str"),
+            planned=dict(type="list", elements="str"),
             certificates=dict(type="dict", default={}),
             keys=dict(type="dict", default={}, no_log=True),
             dest=dict(type="path", required=True),

@@ -70,6 +70,13 @@ options:
       - Users whose client certificates go into every node's certs dir. Defaults to O(users).
     type: list
     elements: str
+  validate_only:
+    description:
+      - Only check the input (client users, node SANs and DB Console names, layout, each kind's renewal window
+        against O(lifetime)) and return; the PKI dir is neither read nor written, and need not exist. The node
+        role runs this before M(crdb.tls.ca), so that bad input is refused before anything is written.
+    type: bool
+    default: false
   ui_generate:
     description:
       - Issue a C(ui.crt) per node from the cluster CA.
@@ -241,13 +248,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: Per node - C(changed), C(reasons), C(dir) (the issued dir) and C(fingerprints) (file to SHA-256).
+  description:
+    - Per node - C(changed), C(reasons), C(dir) (the issued dir) and C(fingerprints) (file to SHA-256).
+    - In check mode also C(planned) - the file names of the set the run would write (what M(crdb.tls.install)
+      takes as O(crdb.tls.install#module:planned)); with no CA in O(pki_dir) yet (a first deploy) every file of
+      the set. The diff (with C(--diff)) shows each changed set's certificates before and after.
   returned: success
   type: dict
 users:
-  description: Per user - C(changed), C(reasons), C(dir) and C(fingerprints).
+  description: Per user - C(changed), C(reasons), C(dir) and C(fingerprints); C(planned) in check mode.
   returned: success
   type: dict
+validated:
+  description: True when O(validate_only=true) found the input good (nothing else is returned then).
+  returned: when O(validate_only=true)
+  type: bool
 clients:
   description: With O(key_location=node), per client host of O(client_csrs) - C(changed), C(reasons), C(dir) and
     C(fingerprints).
@@ -261,7 +276,7 @@ issued_count:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support, signing
+from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support, renewal, signing
 
 
 ARGUMENT_SPEC = dict(
@@ -293,6 +308,7 @@ ARGUMENT_SPEC = dict(
     key_location=dict(type="str", choices=["controller", "node"], default="controller"),
     csrs=dict(type="dict", default={}),
     client_csrs=dict(type="dict", default={}),
+    validate_only=dict(type="bool", default=False),
 )
 SPEC_OPTIONS = dict(
     required_together=[["ui_cert_src", "ui_key_src"]],
@@ -303,6 +319,11 @@ SPEC_OPTIONS = dict(
 
 def run(module):
     p = module.params
+    if p["validate_only"]:
+        fleet.check_inputs(p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
+                           lifetime=p["lifetime"], ui_sans=p["ui_sans"],
+                           renew_before=renewal.windows(p["renew_before"], p["renew_before_by_kind"]))
+        return {"changed": False, "validated": True}
     return fleet.issue(
         p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
         ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],

@@ -77,9 +77,26 @@ class ControllerModule:
         raise _Done(kwargs)
 
 
+def strings_for_lists(spec, args):
+    """The message refusing an option of type list given as a string, or None.
+
+    ``AnsibleModule`` would split ``"root"`` or ``"a,b"`` into a list; a string
+    where a list is meant is a mistake (``-e users=root``), refused by name.
+    """
+    for option in sorted(spec):
+        value = args.get(option)
+        if spec[option].get("type") == "list" and isinstance(value, str):
+            return ("option %s must be a list, got the string %r: write it as a list (for example [%s]); "
+                    "a string is never split into one" % (option, value, value))
+    return None
+
+
 def run_in_process(module_code, name, args, check_mode=False, diff=False):
     """Validate ``args`` against ``module_code``'s spec and run it; returns the result, secrets masked."""
     commands.register()   # signer commands are started here, on the controller
+    refused = strings_for_lists(module_code.ARGUMENT_SPEC, args)
+    if refused:
+        return dict(failed=True, changed=False, msg=refused)
     validator = ArgumentSpecValidator(module_code.ARGUMENT_SPEC, **module_code.SPEC_OPTIONS)
     checked = validator.validate(args)
     no_log_values = checked._no_log_values

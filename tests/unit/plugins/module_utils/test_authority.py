@@ -340,3 +340,93 @@ def test_concurrent_ensure_makes_one_ca(pki_dir):
     assert sorted(rotated for _fp, rotated in results) == [False, True]
     p = authority.paths(pki_dir, "ca")
     assert _fps(p["bundle"]) == list(fingerprints) == _fps(p["signer"])
+
+
+# --- issue 14: the CA key is never lost ---------------------------------------------------------
+
+def test_pki_dir_inside_installed_collection_refused(tmp_path):
+    inside = str(tmp_path / "c" / "ansible_collections" / "crdb" / "tls" / "crdb-pki")
+    with pytest.raises(CrdbTlsError) as err:
+        authority.ensure(inside, **EC)
+    assert str(err.value).startswith("PKI directory %s is inside the installed collections tree %s: "
+                                     % (inside, str(tmp_path / "c" / "ansible_collections")))
+    assert not (tmp_path / "c").exists()
+    # A link from outside into such a tree is refused as well.
+    (tmp_path / "c" / "ansible_collections").mkdir(parents=True)
+    os.symlink(str(tmp_path / "c" / "ansible_collections"), str(tmp_path / "link"))
+    with pytest.raises(CrdbTlsError, match="is inside the installed collections tree"):
+        authority.ensure(str(tmp_path / "link" / "pki"), **EC)
+
+
+def test_lost_ca_with_issued_sets_is_not_replaced(pki_dir):
+    authority.ensure(pki_dir, **EC)
+    p = authority.paths(pki_dir, "ca")
+    os.makedirs(os.path.join(pki_dir, "issued", "n1"))
+    os.unlink(p["key"])
+    with pytest.raises(CrdbTlsError) as err:
+        authority.ensure(pki_dir, **EC)
+    assert str(err.value).startswith(
+        "PKI directory %s lost its CA ca (%s missing) but holds what it issued (issued sets in %s): refusing to "
+        "make a new CA" % (pki_dir, p["key"], os.path.join(pki_dir, "issued")))
+    assert not os.path.exists(p["key"])
+    # force starts a new CA on purpose.
+    assert authority.ensure(pki_dir, force=True, **EC)["rotated"] is True
+
+
+def test_lost_ca_with_only_an_index_is_not_replaced(pki_dir):
+    authority.ensure(pki_dir, **EC)
+    p = authority.paths(pki_dir, "ca")
+    with open(p["index"], "w") as handle:
+        handle.write("V\t300101000000Z\t\t01\tunknown\t/CN=node\n")
+    os.unlink(p["signer"])
+    with pytest.raises(CrdbTlsError, match=r"lost its CA ca \(%s missing\) but holds what it issued \(%s\)"
+                       % (re.escape(p["signer"]), re.escape(p["index"]))):
+        authority.ensure(pki_dir, **EC)
+
+
+def test_replaced_key_is_kept_beside_it(pki_dir):
+    authority.ensure(pki_dir, **EC)
+    p = authority.paths(pki_dir, "ca")
+    first = _read(p["key"])
+    second = authority.ensure(pki_dir, force=True, **EC)
+    assert _read(second["key_backup"]) == first
+    assert stat.S_IMODE(os.lstat(second["key_backup"]).st_mode) == 0o600
+    assert re.fullmatch(r"ca\.key\.\d{8}T\d{6}Z\.bak", os.path.basename(second["key_backup"]))
+    # Two rotations in the same second keep both keys.
+    second_key = _read(p["key"])
+    third = authority.ensure(pki_dir, force=True, now=pki.utcnow(), **EC)
+    assert third["key_backup"] != second["key_backup"]
+    assert _read(third["key_backup"]) == second_key and _read(second["key_backup"]) == first
+    assert authority.ensure(pki_dir, **EC)["key_backup"] is None
+
+
+def test_provided_ca_checked_against_leaf_lifetime_before_any_file_changes(pki_dir, tmp_path, mk):
+    authority.ensure(pki_dir, **EC)
+    before = _snapshot(pki_dir)
+    key = mk.ec()
+    cert = pki.generate_ca(key, common_name="Short Org CA", organization="Org", lifetime="100d")
+    cert_src, key_src = str(tmp_path / "org.crt"), str(tmp_path / "org.key")
+    with open(cert_src, "wb") as handle:
+        handle.write(pki.certificates_pem([cert]))
+    with open(key_src, "wb") as handle:
+        handle.write(pki.private_key_pem(key))
+    with pytest.raises(CrdbTlsError) as err:
+        authority.ensure(pki_dir, cert_src=cert_src, key_src=key_src, leaf_lifetime="43920h")
+    assert re.match(r"a certificate of lifetime 1830d issued by the provided CA %s would be valid until .* after "
+                    r"its CA expires" % re.escape(cert_src), str(err.value))
+    assert _snapshot(pki_dir) == before
+    imported = authority.ensure(pki_dir, cert_src=cert_src, key_src=key_src, leaf_lifetime="50d")
+    assert imported["rotated"] is True and imported["key_backup"] is not None
+
+
+def test_rotation_keeps_the_old_key_until_it_has_finished(pki_dir):
+    authority.ensure(pki_dir, **EC)
+    old_key = _read(authority.paths(pki_dir, "ca")["key"])
+    started = authority.ensure(pki_dir, rotation="start", **EC)
+    assert _read(started["key_backup"]) == old_key
+    for step in ("trusted", "reissued"):
+        assert not any("may now be removed" in r for r in authority.ensure(pki_dir, rotation=step, **EC)["reasons"])
+    finished = authority.ensure(pki_dir, rotation="finish", **EC)
+    assert ("the rotation that retires the previous CA is finished: its key backups (%s) may now be removed by hand"
+            % started["key_backup"]) in finished["reasons"]
+    assert _read(started["key_backup"]) == old_key

@@ -238,7 +238,7 @@ def test_client_node_cert_with_other_cn(certs_dir, ca, mk):
 
 def test_client_cert_as_node_crt(certs_dir, ca, mk):
     _standard(certs_dir, ca, mk)
-    cert, key, _spec = mk.leaf(ca, "client", user="node")
+    cert, key, _spec = mk.leaf(ca, "node_client")
     mk.install(certs_dir, "node.crt", cert, key)
     _only(_problems(certs_dir), r"node\.crt: server side: does not verify against ca\.crt as serverAuth: incompatible "
                                 r"key usage: CN=node,O=Cockroach does not allow serverAuth \(extended key usage "

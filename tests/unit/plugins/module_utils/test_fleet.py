@@ -533,3 +533,50 @@ def test_renewal_window_bad_kind_or_duration(pki_dir):
     with pytest.raises(CrdbTlsError, match=r"^renewal window for ui 3h is not shorter than lifetime 2h"):
         issue(pki_dir, lifetime="2h", renew_before="33%", renew_before_by_kind={"ui": "3h"})
     assert not os.path.exists(os.path.join(pki_dir, fleet.ISSUED_DIR))
+
+
+# --- issue 14: check mode tells the truth --------------------------------------------------------
+
+def _tree(directory):
+    out = {}
+    for top, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            out[path] = os.lstat(path).st_mtime_ns
+    return out
+
+
+def test_check_mode_plans_a_first_deploy_without_the_pki_dir(tmp_path):
+    pki_dir = str(tmp_path / "pki")
+    result = issue(pki_dir, check_mode=True)
+    assert not os.path.exists(pki_dir)
+    assert result["changed"] is True and result["issued_count"] == 0
+    for host in NODES:
+        assert result["hosts"][host]["planned"] == ["ca.crt", "client.root.crt", "client.root.key", "node.crt",
+                                                    "node.key"]
+        assert "node.crt: not issued yet, no CA in %s yet (first deploy)" % pki_dir in result["hosts"][host]["reasons"]
+    assert result["users"]["app"]["planned"] == ["ca.crt", "client.app.crt", "client.app.key"]
+    headers = [d["before_header"] for d in result["diff"]]
+    assert os.path.join(pki_dir, "issued", sorted(NODES)[0]) in headers
+
+
+def test_check_mode_new_user_and_organisation_reach_every_node(pki_dir):
+    make_pki(pki_dir)
+    issue(pki_dir)
+    before = _tree(pki_dir)
+    result = issue(pki_dir, node_users=["root", "app"], check_mode=True)
+    assert _tree(pki_dir) == before
+    for host in NODES:
+        out = result["hosts"][host]
+        assert out["changed"] is True
+        assert out["planned"] == ["client.app.crt", "client.app.key"], out
+        assert "client.app.crt updated" in out["reasons"]
+    result = issue(pki_dir, organization="Acme", check_mode=True)
+    assert _tree(pki_dir) == before
+    host = sorted(NODES)[0]
+    assert "node.crt" in result["hosts"][host]["planned"]
+    diff = [d for d in result["diff"] if d["before_header"].endswith("/" + host)][0]
+    assert "node.crt: CN=node,O=Cockroach;" in diff["before"] and "node.crt: CN=node,O=Acme;" in diff["after"]
+    # The real run then changes what the plan said.
+    done = issue(pki_dir, organization="Acme")
+    assert set(h for h in NODES if done["hosts"][h]["changed"]) == set(NODES)

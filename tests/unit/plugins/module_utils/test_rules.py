@@ -254,3 +254,21 @@ def test_key_and_pkcs8_names():
     assert rules.pkcs8_name("client.root.crt") == "client.root.key.pk8"
     with pytest.raises(CrdbTlsError, match=r"'node\.pem' is not a certificate file name"):
         rules.key_name("node.pem")
+
+
+def test_check_client_user_refuses_node_by_name():
+    assert rules.check_client_user("root") == "root"
+    with pytest.raises(CrdbTlsError) as err:
+        rules.check_client_user("node")
+    assert str(err.value).startswith("client user 'node' is refused: it is CockroachDB's node identity")
+    with pytest.raises(CrdbTlsError, match=r"^client user 7 is of type int, not a SQL user name \(a string\)$"):
+        rules.check_client_user(7)
+    with pytest.raises(CrdbTlsError, match="is not a valid CockroachDB SQL user name"):
+        rules.check_client_user("Root")
+
+
+def test_node_identity_files():
+    for name in ("node.crt", "node.key", "client.node.crt", "client.node.key", "client.node.key.pk8"):
+        assert rules.is_node_identity_file(name), name
+    for name in ("ca.crt", "client.root.crt", "client.root.key", "ui.crt", "client.nodes.crt", "README"):
+        assert not rules.is_node_identity_file(name), name
