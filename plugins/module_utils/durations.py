@@ -180,4 +180,3 @@ def format_delta(delta):
     if hours % 24 == 0:
         return "%dd" % (hours // 24)
     return "%dh" % hours
-

@@ -233,14 +233,11 @@ def probe_dir(path, what="directory", strict=False):
     return None if fd is None else Dir(fd, path, [])
 
 
-@contextlib.contextmanager
 def opened(directory, what="directory"):
-    """``directory`` as a :class:`Dir`: the one given, or opened (and closed after) from a path."""
+    """``directory`` as a :class:`Dir` in a ``with``: the one given (left open), or opened (and closed after) from a path."""
     if isinstance(directory, Dir):
-        yield directory
-        return
-    with open_dir(directory, what) as handle:
-        yield handle
+        return contextlib.nullcontext(directory)
+    return open_dir(directory, what)
 
 
 class Dir(object):

@@ -57,7 +57,7 @@ def inventory(root, layouts=None, shared_pki=False, extra_b=()):
                   "        crdb_tls_pki_dir: %s" % pki,
                   "        crdb_tls_layout: %s" % layout]
         lines += ["        %s" % line for line in (extra_b if name == "b" else ())]
-        lines += [                  "      children:",
+        lines += ["      children:",
                   "        cluster_%s_nodes:" % name, "          hosts:"]
         for i in (1, 2):
             host = "%snode%d" % (name, i)

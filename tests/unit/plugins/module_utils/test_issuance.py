@@ -349,4 +349,3 @@ def test_diff_summary(certs_dir, ca):
     assert diff["before"]["sans"] == HOSTS and diff["after"]["sans"] == ["n2"]
     assert diff["before"]["serial"] == pki.serial_hex(first.issued)
     assert "BEGIN" not in repr(diff)  # no key material
-
