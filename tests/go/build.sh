@@ -18,8 +18,8 @@ built=()
 for dir in cmd/*/; do
     cmd="$(basename "$dir")"
     ls "$dir"*.go >/dev/null 2>&1 || continue
-    go build -trimpath -o "$out/$cmd.tmp" "./cmd/$cmd"
-    mv -f "$out/$cmd.tmp" "$out/$cmd"
+    go build -trimpath -o "$out/$cmd.tmp.$$" "./cmd/$cmd"
+    mv -f "$out/$cmd.tmp.$$" "$out/$cmd"
     built+=("$out/$cmd")
 done
 echo "built ${built[*]}"
