@@ -196,6 +196,11 @@ def _walk(path, what, make=None, strict=False):
 
 
 def _not_a_dir(what, path, here, st):
+    if stat.S_ISDIR(st.st_mode):
+        # Opening it with O_NOFOLLOW failed, yet it is a directory now: it was
+        # swapped (for a link or a file) and back while it was being opened.
+        return CrdbTlsError("%s %s: %s changed while it was being opened (a symbolic link or another file "
+                            "was put in its place): refusing it" % (what, path, here))
     if stat.S_ISLNK(st.st_mode):
         if here == path:
             return CrdbTlsError("%s %s is a symbolic link: refusing to follow it (make it a real directory)"

@@ -91,15 +91,22 @@ def fresh_controller(base, name):
     (work / "inventory.yml").write_text(INVENTORY)
     (work / "site.yml").write_text(PLAYBOOK)
     env = controller_env(work)
-    subprocess.run([ansible_tool("ansible-galaxy"), "collection", "install", "--offline", "-p",
-                    str(work / "collections"), tarball()], env=env, cwd=str(work), check=True,
-                   capture_output=True, timeout=120)
-    assert os.path.isdir(str(work / "collections" / "ansible_collections" / "crdb" / "tls"))
+    # --force: ansible-galaxy skips a collection it finds anywhere it looks
+    # (a crdb.tls on sys.path counts), and a fresh controller's copy must be
+    # the one from the tarball.
+    proc = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "install", "--offline", "--force",
+                           "-p", str(work / "collections"), tarball()], env=env, cwd=str(work), check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    output = proc.stdout.decode("utf-8", "replace")
+    assert proc.returncode == 0, output
+    assert os.path.isdir(str(work / "collections" / "ansible_collections" / "crdb" / "tls")), output
     return work
 
 
 def controller_env(work):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    # Nothing of this checkout's: no ANSIBLE_* settings, no PYTHONPATH (make
+    # peers points it at build/src, where crdb.tls is the working tree).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_") and k != "PYTHONPATH"}
     env.update({"HOME": str(work / "home"), "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
                 "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_COLLECTIONS_PATHS_WARNING": "0",

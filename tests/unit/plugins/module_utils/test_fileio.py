@@ -293,6 +293,24 @@ def test_open_dir_names_a_file_in_the_way(tmp_path):
         fileio.open_dir(str(tmp_path / "f"), "d")
 
 
+def test_open_dir_names_a_dir_swapped_and_back_while_opening(tmp_path, monkeypatch):
+    # The owner swaps the certs dir for a link and back between the O_NOFOLLOW
+    # open (which fails on the link) and the lstat (which sees the dir again).
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    real_open = os.open
+
+    def swapped_open(name, flags, *args, **kwargs):
+        if name == "certs" and kwargs.get("dir_fd") is not None:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(fileio.os, "open", swapped_open)
+    with pytest.raises(CrdbTlsError, match=r"^certs dir %s: %s changed while it was being opened \(a symbolic link "
+                       r"or another file was put in its place\): refusing it$" % (re.escape(str(certs)), re.escape(str(certs)))):
+        fileio.open_dir(str(certs), "certs dir", strict=True)
+
+
 def test_open_dir_makes_missing_dirs_with_their_modes(tmp_path):
     path = str(tmp_path / "a" / "b" / "certs")
     old = os.umask(0)
