@@ -3,9 +3,9 @@
 #   make venv          the venv of the newest ansible-core (.venv-2.21, with
 #                      .venv linked to it when there is no .venv yet)
 #   make test          unit lint sanity integration peers molecule on the
-#                      newest ansible-core, then galaxy (importer) and matrix
-#                      (unit sanity integration demo on the older ones), stopping
-#                      at the first failure, with a summary
+#                      newest ansible-core, galaxy (importer) and matrix (unit
+#                      sanity integration demo on the older ones), in two lanes
+#                      at once (LANES=1: one after the other), with a summary
 #   make <one of them> just that stage (on $(VENV): see VENV below)
 #   make venv-2.19|venv-2.20|venv-2.21, host-floor, readmes
 #   make build|install|demo|clean|distclean
@@ -236,13 +236,19 @@ define run_stages
 	echo "make: all stages passed in $$((SECONDS - t0)) s"
 endef
 
-# Everything on the newest release, then the importer, then the older releases.
-TEST_STEPS = $(addsuffix @$(NEWEST),$(TEST_STAGES) galaxy host-floor) $(MATRIX_STEPS)
+# Everything on the newest release, the importer, and the older releases'
+# matrix, in two lanes at once (tests/scripts/run-lanes.sh: what keeps them
+# apart; LANES=1 runs them one after the other). Lane A: the newest's stages
+# but molecule, then the middle release's matrix; lane B: molecule, the
+# importer, then the oldest release's matrix.
 MATRIX_STAGES := unit sanity integration-controller host-floor demo-rerun
 MATRIX_STEPS = $(foreach rel,$(OLDER),$(addsuffix @$(rel),$(MATRIX_STAGES)))
+LANE_A_STEPS = $(addsuffix @$(NEWEST),$(filter-out molecule,$(TEST_STAGES)) host-floor) \
+	$(addsuffix @$(lastword $(OLDER)),$(MATRIX_STAGES))
+LANE_B_STEPS = $(addsuffix @$(NEWEST),molecule galaxy) $(addsuffix @$(firstword $(OLDER)),$(MATRIX_STAGES))
 
 test:
-	$(call run_stages,$(TEST_STEPS))
+	bash tests/scripts/run-lanes.sh $(NEWEST) "$(LANE_A_STEPS)" "$(LANE_B_STEPS)"
 
 # unit, sanity, integration, the host floor and the demo on the older releases.
 matrix:
