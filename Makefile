@@ -217,25 +217,6 @@ lint: $(VENV_STAMP) src-link
 molecule: install
 	VENV=$(CURDIR)/$(VENV) COLLECTIONS=$(COLLECTIONS) bash tests/scripts/run-molecule.sh
 
-# A stage's line in the summary: name, ok/FAILED, seconds.
-define run_stages
-	@declare -a done_stages=(); rc=0; failed=""; t0=$$SECONDS; \
-	for step in $(1); do \
-		stage=$${step%@*}; rel=$${step#*@}; \
-		echo; echo "=== make $$stage (ansible-core $$rel) ==="; s=$$SECONDS; \
-		if $(MAKE) --no-print-directory VENV=.venv-$$rel $$( [ $$rel = $(NEWEST) ] || echo UNIT_COMPAT=no) $$stage; then \
-			done_stages+=("$$(printf '%-12s %-5s ok     %4d s' $$stage $$rel $$((SECONDS - s)))"); \
-		else \
-			rc=$$?; failed=$$step; \
-			done_stages+=("$$(printf '%-12s %-5s FAILED %4d s' $$stage $$rel $$((SECONDS - s)))"); \
-			break; \
-		fi; \
-	done; \
-	echo; echo "=== summary ==="; printf '%s\n' "$${done_stages[@]}"; \
-	if [ -n "$$failed" ]; then echo "make: FAILED at $$failed after $$((SECONDS - t0)) s"; exit $$rc; fi; \
-	echo "make: all stages passed in $$((SECONDS - t0)) s"
-endef
-
 # Everything on the newest release, the importer, and the older releases'
 # matrix, in two lanes at once (tests/scripts/run-lanes.sh: what keeps them
 # apart; LANES=1 runs them one after the other). Lane A: the newest's stages
@@ -252,7 +233,7 @@ test:
 
 # unit, sanity, integration, the host floor and the demo on the older releases.
 matrix:
-	$(call run_stages,$(MATRIX_STEPS))
+	LANES=1 bash tests/scripts/run-lanes.sh $(NEWEST) "$(MATRIX_STEPS)" ""
 
 # --- the host floor ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 #
 #   run-lanes.sh NEWEST "LANE A STEPS" "LANE B STEPS"
 #
+# (make matrix: LANES=1 with its steps as lane A and no lane B.)
 # A step is <make target>@<ansible-core release>; each runs as
 #   make VENV=.venv-<release> [UNIT_COMPAT=no] [BUILD=...] <target>
 # and a lane stops at its first failure. One lane of ansible-playbook runs
@@ -31,6 +32,7 @@ lane_a="$2"
 lane_b="$3"
 logs="$PWD/build/logs"
 mkdir -p "$logs"
+rm -f "$logs"/lane-a.* "$logs"/lane-b.*   # no summary of an earlier run in this one
 
 isolate=()
 if [ "$(id -u)" = 0 ] && unshare --pid --fork --mount-proc true 2>/dev/null; then
@@ -90,7 +92,7 @@ else
     isolate=()
     run_lane a "" "$lane_a" 2>&1 | tee "$logs/lane-a.log"; rc_a=${PIPESTATUS[0]}
     rc_b=0
-    if [ "$rc_a" -eq 0 ]; then
+    if [ "$rc_a" -eq 0 ] && [ -n "$lane_b" ]; then
         run_lane b "$PWD/build/lane-b" "$lane_b" 2>&1 | tee "$logs/lane-b.log"; rc_b=${PIPESTATUS[0]}
     fi
 fi
