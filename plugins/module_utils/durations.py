@@ -29,6 +29,23 @@ def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+def instant_text(instant):
+    """``instant`` as ISO 8601 text of one fixed shape (UTC, microseconds), so such texts sort as their instants."""
+    return instant.astimezone(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_instant(value, what):
+    """An instant given as ISO 8601 text with a UTC offset (as ``datetime.isoformat()`` writes it), in UTC."""
+    try:
+        instant = datetime.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise CrdbTlsError("%s %r is not an ISO 8601 instant with a UTC offset (example: 2026-12-02T13:05:03+00:00)"
+                           % (what, value))
+    return instant.astimezone(datetime.timezone.utc)
+
+
 def parse_duration(value, what):
     """A lifetime or window: a timedelta, a number of hours, or ``'30d'``, ``'12h'``, ``'90m'``."""
     if value is None:

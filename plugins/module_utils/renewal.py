@@ -141,21 +141,23 @@ def _format_window(window, lifetime=None):
     return durations.describe_window(window, lifetime) if window else "none"
 
 
-def judge(not_after, kind, kind_windows, problems, now, not_before=None):
+def judge(not_after, kind, kind_windows, problems, now, not_before=None, window_now=None):
     """``(status, why)`` of one certificate: its problems first, then its window.
 
     ``not_before`` gives the certificate's lifetime, which a window given as a
     share of the lifetime (``33%``) needs; without it such a window is not
-    applied.
+    applied. ``window_now`` (no later than ``now``) is the instant the window is
+    judged at, say the one an issue step judged it at; expiry is judged at ``now``.
     """
     why = list(problems)
+    window_now = min(window_now, now) if window_now is not None else now
     expired = not_after is not None and not_after <= now
     if not_after is not None and not expired:
         window = (kind_windows or {}).get(kind)
         lifetime = not_after - not_before if not_before is not None else None
         length = durations.window_length(window, lifetime)
         left = not_after - now
-        if length and left <= length:
+        if length and not_after - window_now <= length:
             text = ("expires on %s (%s left%s), inside its %s %s renewal window"
                     % (not_after.strftime("%Y-%m-%d %H:%M UTC"), durations.format_span(left),
                        " of %s" % durations.format_span(lifetime) if lifetime is not None else "",
@@ -174,8 +176,9 @@ def judge(not_after, kind, kind_windows, problems, now, not_before=None):
     return STATUS_OK, why
 
 
-def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=None, not_before=None):
-    status, why = judge(not_after, kind, kind_windows, problems, now, not_before)
+def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=None, not_before=None,
+         window_now=None):
+    status, why = judge(not_after, kind, kind_windows, problems, now, not_before, window_now)
     window = (kind_windows or {}).get(kind)
     lifetime = not_after - not_before if not_after is not None and not_before is not None else None
     length = durations.window_length(window, lifetime)
@@ -203,8 +206,11 @@ def _row(host, path, kind, usage, not_after, kind_windows, problems, now, extra=
 
 
 def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, process_user=None,
-               expected_hosts=None, now=None, identity=None):
-    """Rows of one certs dir: one per certificate file, plus one per problem not tied to a certificate."""
+               expected_hosts=None, now=None, identity=None, window_now=None):
+    """Rows of one certs dir: one per certificate file, plus one per problem not tied to a certificate.
+
+    ``window_now``: the instant renewal windows are judged at (see ``judge``).
+    """
     now = now or pki.utcnow()
     certs_dir = os.path.expanduser(certs_dir)
     report = certsdir.inspect(certs_dir, process_user=process_user, expected_hosts=expected_hosts,
@@ -220,7 +226,7 @@ def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, proce
         problems = by_file.pop(name, [])
         extra = dict((k, entry[k]) for k in ("serial", "subject", "fingerprint_sha256") if k in entry)
         rows.append(_row(host, os.path.join(certs_dir, name), kind_of(name), entry["usage"], not_after,
-                         kind_windows, problems, now, extra, _parse_time(entry.get("not_before"))))
+                         kind_windows, problems, now, extra, _parse_time(entry.get("not_before")), window_now))
     for name, problems in sorted(by_file.items()):
         path = name if os.path.isabs(name) else os.path.join(certs_dir, name)
         rows.append(_row(host, path, kind_of(name) if not os.path.isabs(name) else None, "", None,
@@ -228,7 +234,7 @@ def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, proce
     return rows
 
 
-def assess_pki(host, pki_dir, kind_windows, now=None):
+def assess_pki(host, pki_dir, kind_windows, now=None, window_now=None):
     """Rows of the signing CAs kept in a PKI dir on the controller (``ca.signer.pem`` and the like)."""
     now = now or pki.utcnow()
     rows = []
@@ -252,7 +258,8 @@ def assess_pki(host, pki_dir, kind_windows, now=None):
                                 for p in pki.ca_certificate_problems(cert, path, now))
             extra.update({"subject": chain[0].subject.rfc4514_string(), "serial": pki.serial_hex(chain[0]),
                           "fingerprint_sha256": pki.fingerprint(chain[0])})
-        rows.append(_row(host, path, "ca", "CA (signer)", not_after, kind_windows, problems, now, extra, not_before))
+        rows.append(_row(host, path, "ca", "CA (signer)", not_after, kind_windows, problems, now, extra, not_before,
+                         window_now))
     return rows
 
 

@@ -87,6 +87,14 @@ options:
         A kind left out takes its default (ca V(180d), the others V(33%)).
     type: dict
     default: {}
+  renew_as_of:
+    description:
+      - Judge renewal windows as of this instant (ISO 8601 with a UTC offset) instead of now; expiry is still
+        judged now, and an instant later than this host's clock counts as now.
+      - For the check that closes a renewal run - pass the issue step's
+        RV(crdb.tls.issue_fleet#module:evaluated_at), so a certificate that entered its window after the issue
+        step judged it (and is renewed by the next run) is not reported as one the run failed to renew.
+    type: str
   served_address:
     description:
       - C(host:port) where the running process serves O(served_cert) (the DB Console address).
@@ -237,7 +245,7 @@ ok:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import module_support, pki, renewal, verifier
+from ansible_collections.crdb.tls.plugins.module_utils import durations, module_support, pki, renewal, verifier
 
 
 def _in(row):
@@ -258,6 +266,7 @@ def main():
             )),
             pki_dir=dict(type="path"),
             renew_before=dict(type="dict", default={}),
+            renew_as_of=dict(type="str"),
             served_address=dict(type="str"),
             served_cert=dict(type="path"),
             process_name=dict(type="str", default="cockroach"),
@@ -275,14 +284,15 @@ def main():
         p = module.params
         windows = renewal.windows(None, dict(renewal.DEFAULT_WINDOWS, **p["renew_before"]))
         now = pki.utcnow()
+        as_of = durations.parse_instant(p["renew_as_of"], "renew_as_of") if p["renew_as_of"] else None
         rows = []
         for entry in p["dirs"]:
             rows.extend(renewal.assess_dir(p["host"], entry["path"], windows, purpose=entry["purpose"],
                                            layout=entry["layout"], process_user=entry["process_user"],
                                            expected_hosts=entry["expected_hosts"], now=now,
-                                           identity=p["identity"]))
+                                           identity=p["identity"], window_now=as_of))
         if p["pki_dir"]:
-            rows.extend(renewal.assess_pki(p["host"], p["pki_dir"], windows, now=now))
+            rows.extend(renewal.assess_pki(p["host"], p["pki_dir"], windows, now=now, window_now=as_of))
         result = {"changed": False}
         if p["served_address"]:
             row, result["served"] = renewal.served_check(p["host"], p["served_address"], p["served_cert"],

@@ -272,11 +272,19 @@ issued_count:
   description: How many certificates were issued in this run.
   returned: success
   type: int
+evaluated_at:
+  description:
+    - The instant (UTC, ISO 8601) every renewal window of this run was judged at. A check that follows the run
+      passes it to M(crdb.tls.expiry_check) as O(crdb.tls.expiry_check#module:renew_as_of), so a certificate
+      that enters its window a moment after this step judged it is not reported as one the step missed.
+  returned: success, unless O(validate_only=true)
+  type: str
+  sample: "2026-12-02T13:05:03.123456+00:00"
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import fleet, module_support, renewal, signing
+from ansible_collections.crdb.tls.plugins.module_utils import durations, fleet, module_support, pki, renewal, signing
 
 
 ARGUMENT_SPEC = dict(
@@ -324,7 +332,8 @@ def run(module):
                            lifetime=p["lifetime"], ui_sans=p["ui_sans"],
                            renew_before=renewal.windows(p["renew_before"], p["renew_before_by_kind"]))
         return {"changed": False, "validated": True}
-    return fleet.issue(
+    now = pki.utcnow()
+    result = fleet.issue(
         p["pki_dir"], p["layout"], nodes=p["nodes"], users=p["users"], node_users=p["node_users"],
         ui_generate=p["ui_generate"], ui_cert_src=p["ui_cert_src"], ui_key_src=p["ui_key_src"],
         ui_sans=p["ui_sans"], key_type=p["key_type"], key_size=p["key_size"], lifetime=p["lifetime"],
@@ -339,7 +348,9 @@ def run(module):
                                          p["signer_timeout"]),
         },
         key_location=p["key_location"], csrs=p["csrs"], client_csrs=p["client_csrs"],
-        client_ca_ocsp_url=p["client_ca_ocsp_url"])
+        client_ca_ocsp_url=p["client_ca_ocsp_url"], now=now)
+    result["evaluated_at"] = durations.instant_text(now)
+    return result
 
 
 def main():

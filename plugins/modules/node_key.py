@@ -204,11 +204,19 @@ cryptography:
   description: Whether the host has the cryptography library (V(false) only with O(require_cryptography=false)).
   returned: always
   type: bool
+evaluated_at:
+  description:
+    - The instant (UTC, ISO 8601, this host's clock) the renewal windows were judged at; what
+      O(crdb.tls.expiry_check#module:renew_as_of) takes.
+  returned: success, when the host has the cryptography library
+  type: str
+  sample: "2026-12-02T13:05:03.123456+00:00"
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.crdb.tls.plugins.module_utils import installer, module_support, node_keys, pki, renewal
+from ansible_collections.crdb.tls.plugins.module_utils import (
+    durations, installer, module_support, node_keys, pki, renewal)
 
 
 def main():
@@ -246,12 +254,14 @@ def main():
                                         ocsp_url=p["ocsp_url"], purpose=p["purpose"])
         certs_dir = p["certs_dir"]
         group = installer.default_group(p["owner"], p["group"])
+        now = pki.utcnow()
         reasons = installer.make_certs_dir(certs_dir, p["owner"], group, check_mode=module.check_mode)
         result = node_keys.ensure(certs_dir, certificates, issuers=p["issuers"], key_type=p["key_type"],
                                   key_size=p["key_size"], renew_before=renewal.windows(p["renew_before"], p["renew_before_by_kind"]),
                                   rotate=p["rotate"],
                                   owner=p["owner"], group=group, key_owner=p["key_owner"],
-                                  key_group=p["key_group"], check_mode=module.check_mode)
+                                  key_group=p["key_group"], check_mode=module.check_mode, now=now)
+        result["evaluated_at"] = durations.instant_text(now)
         result["reasons"] = reasons + result["reasons"]
         result["changed"] = result["changed"] or bool(reasons)
         result["cryptography"] = True

@@ -129,6 +129,55 @@ def test_judge_statuses():
     assert renewal.judge(None, "", WINDOWS, ["ca.crt: missing"], now) == ("broken", ["ca.crt: missing"])
 
 
+def test_window_judged_as_of_the_issue_step_agrees_with_the_issuer(mk, ca, certs_dir):
+    """The issue step and the check that closes a run judge a window at one instant (the race issue 13 hit).
+
+    A 6m node certificate with a 33% (2m) window, judged by the issuer (pki.renewal_reason) a moment before it
+    enters its window: not due. The check a second later finds it due unless it is given that instant.
+    """
+    windows = renewal.windows(None, {"node": "33%"})
+    issued_at = pki.utcnow() - datetime.timedelta(minutes=10)
+    cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com"], now=issued_at, lifetime="6m")
+    # pki.issue backdates not_before; the window is a share of the real lifetime, so take the edge from it.
+    lifetime = pki.not_after(cert) - pki.not_before(cert)
+    edge = pki.not_after(cert) - durations.window_length(windows["node"], lifetime)
+    judged_at = edge - datetime.timedelta(seconds=1)
+    assert pki.renewal_reason(cert, windows["node"], judged_at) is None
+    check_now = edge + datetime.timedelta(seconds=1)
+    assert pki.not_after(cert) > check_now
+    assert renewal.judge(pki.not_after(cert), "node", windows, [], check_now, pki.not_before(cert))[0] == "due"
+    assert renewal.judge(pki.not_after(cert), "node", windows, [], check_now, pki.not_before(cert),
+                         window_now=judged_at) == ("ok", [])
+    # The check's clock behind the issuer's: its own now, never a later instant.
+    assert renewal.judge(pki.not_after(cert), "node", windows, [], check_now, pki.not_before(cert),
+                         window_now=check_now + datetime.timedelta(hours=1))[0] == "due"
+    # Expiry is judged now whatever the instant given.
+    after = pki.not_after(cert) + datetime.timedelta(seconds=1)
+    assert renewal.judge(pki.not_after(cert), "node", windows, [], after, pki.not_before(cert),
+                         window_now=judged_at)[0] == "expired"
+    # Through a certs dir, as crdb.tls.expiry_check reads one.
+    mk.install_ca(certs_dir, "ca.crt", ca)
+    mk.install(certs_dir, "node.crt", cert, key)
+    node = [r for r in renewal.assess_dir("node1", certs_dir, windows, layout="standard", now=check_now,
+                                          window_now=judged_at) if r["file"].endswith("node.crt")][0]
+    assert node["status"] == "ok", node["why"]
+
+
+def test_instants_round_trip_and_bad_ones_are_named():
+    instant = datetime.datetime(2026, 12, 2, 13, 5, 3, tzinfo=datetime.timezone.utc)
+    text = durations.instant_text(instant)
+    assert text == "2026-12-02T13:05:03.000000+00:00"
+    assert durations.parse_instant(text, "renew_as_of") == instant
+    assert durations.parse_instant("2026-12-02T14:05:03+01:00", "renew_as_of") == instant
+    later = durations.instant_text(instant + datetime.timedelta(microseconds=1))
+    assert sorted([later, text]) == [text, later]
+    for bad in ("yesterday", "2026-12-02T13:05:03", ""):
+        with pytest.raises(CrdbTlsError) as err:
+            durations.parse_instant(bad, "renew_as_of")
+        assert str(err.value) == ("renew_as_of %r is not an ISO 8601 instant with a UTC offset "
+                                  "(example: 2026-12-02T13:05:03+00:00)" % bad)
+
+
 def _certs_dir(mk, certs_dir, ca, node_lifetime="400d"):
     mk.install_ca(certs_dir, "ca.crt", ca)
     cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com", "127.0.0.1"], lifetime=node_lifetime)
