@@ -364,8 +364,11 @@ def test_failing_host_stops_the_run(fleet):
         rc, out = fleet.playbook("renew.yml", "-e", "crdb_tls_renew_mode=phased")
     finally:
         fleet.write_inventory()
-    # One host per batch: node1 and node2 went, node3 never started.
-    assert out.count("PLAY [Renew node certificates, one batch of hosts at a time]") == 2, out[-6000:]
+    # One host per batch, in the inventory's order: node1 and node2 went, node3 never started.
+    batches = out.split("PLAY [Renew node certificates, one batch of hosts at a time]")[1:]
+    assert len(batches) == 2, out[-6000:]
+    assert [sorted(set(re.findall(r"^(?:ok|changed|fatal|skipping): \[(node\d)", b, re.M))) for b in batches] == [
+        ["node1"], ["node2"]], out[-6000:]
     assert rc != 0, out[-6000:]
     new2 = fingerprint(os.path.join(fleet.certs_dir("node2"), "node.crt"))
     assert re.search(r"1 certificate problem\(s\) on node2:\s+node2 %s: 127\.0\.0\.1:%d serves sha256 \w+, not %s "
