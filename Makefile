@@ -167,10 +167,21 @@ integration-controller:
 	$(MAKE) --no-print-directory VENV=$(VENV) integration \
 		INTEGRATION_ARGS="$(addprefix --exclude ,$(HOST_FLOOR_TARGETS))"
 
+# peers-clock: the peers tests that wait for the real clock to run through
+# certificate lifetimes (mostly asleep); peers-rest: all the others. make test
+# runs them in different lanes; make peers runs both.
+PEERS_CLOCK := tests/peers/test_short_lived.py
+PEERS_SELECT ?= tests/peers
+.PHONY: peers-clock peers-rest
+peers-clock:
+	$(MAKE) --no-print-directory VENV=$(VENV) peers PEERS_SELECT="$(PEERS_CLOCK)"
+peers-rest:
+	$(MAKE) --no-print-directory VENV=$(VENV) peers PEERS_SELECT="tests/peers $(addprefix --ignore=,$(PEERS_CLOCK))"
+
 peers: install src-link
 	@if [ ! -d tests/peers ]; then echo "peers: tests/peers does not exist yet, nothing to run"; exit 0; fi; \
 	rc=0; PYTHONPATH=$(SRC) ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) PATH=$(VENV_PATH) \
-		$(VENV_BIN)/pytest tests/peers || rc=$$?; \
+		$(VENV_BIN)/pytest $(PEERS_SELECT) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "peers: no tests collected in tests/peers yet"; rc=0; fi; \
 	exit $$rc
 
@@ -221,12 +232,13 @@ molecule: install
 # matrix, in two lanes at once (tests/scripts/run-lanes.sh: what keeps them
 # apart; LANES=1 runs them one after the other). Lane A: the newest's stages
 # but molecule, then the middle release's matrix; lane B: molecule, the
-# importer, then the oldest release's matrix.
+# importer, the clock-bound peers tests, then the oldest release's matrix.
 MATRIX_STAGES := unit sanity integration-controller host-floor demo-rerun
 MATRIX_STEPS = $(foreach rel,$(OLDER),$(addsuffix @$(rel),$(MATRIX_STAGES)))
-LANE_A_STEPS = $(addsuffix @$(NEWEST),$(filter-out molecule,$(TEST_STAGES)) host-floor) \
+LANE_A_STEPS = $(addsuffix @$(NEWEST),$(subst peers,peers-rest,$(filter-out molecule,$(TEST_STAGES))) host-floor) \
 	$(addsuffix @$(lastword $(OLDER)),$(MATRIX_STAGES))
-LANE_B_STEPS = $(addsuffix @$(NEWEST),molecule galaxy) $(addsuffix @$(firstword $(OLDER)),$(MATRIX_STAGES))
+LANE_B_STEPS = $(addsuffix @$(NEWEST),molecule galaxy peers-clock) \
+	$(addsuffix @$(firstword $(OLDER)),$(MATRIX_STAGES))
 
 test:
 	bash tests/scripts/run-lanes.sh $(NEWEST) "$(LANE_A_STEPS)" "$(LANE_B_STEPS)"
