@@ -9,6 +9,11 @@
 #  3. The test image: built from Debian packages with debootstrap and imported
 #     with `podman import`, only if `podman image exists` says it is missing.
 #  4. Check: python3 and cryptography import inside a container of the image.
+#  5. The minimal SSH image of the ssh scenario (molecule/ssh): python3,
+#     openssh-server and sudo only, and what they pull in (no
+#     python3-cryptography, no openssl), sshd as its command, a login user `deploy` with passwordless
+#     sudo whose authorized key is $CRDB_TLS_SSH_KEY (made here, kept on this
+#     machine). Built only if missing (or if the key is missing).
 #
 # Idempotent; safe to run as often as you like. Must run as root.
 #
@@ -18,12 +23,23 @@
 #                          localhost/ name is built offline with debootstrap;
 #                          any other name (e.g. docker.io/library/debian:bookworm
 #                          on a machine with a registry) is pulled instead.
+#   CRDB_TLS_SSH_IMAGE     the ssh scenario's image
+#                          (default localhost/crdb-tls-debian-ssh:bookworm-1);
+#                          any other name is pulled and must already carry
+#                          sshd, sudo and the deploy user with that key.
+#   CRDB_TLS_SSH_KEY       private key of the deploy user
+#                          (default /var/lib/crdb-tls-test/ssh/id_ed25519).
 #   CRDB_TLS_DEBIAN_MIRROR Debian mirror for debootstrap (default: the first
 #                          non-security mirror in apt's sources).
 #   CRDB_TLS_DEBIAN_SUITE  Debian suite (default: bookworm).
 set -euo pipefail
 
 IMAGE="${CRDB_TLS_TEST_IMAGE:-localhost/crdb-tls-debian:bookworm-2}"
+SSH_IMAGE="${CRDB_TLS_SSH_IMAGE:-localhost/crdb-tls-debian-ssh:bookworm-1}"
+SSH_KEY="${CRDB_TLS_SSH_KEY:-/var/lib/crdb-tls-test/ssh/id_ed25519}"
+# The minimal host: what a fresh Debian server has, Python 3 for Ansible, sshd
+# and sudo to be reached the way real hosts are.
+SSH_INCLUDE="python3,openssh-server,sudo"
 SUITE="${CRDB_TLS_DEBIAN_SUITE:-bookworm}"
 # python3 + python3-cryptography: Ansible modules and the collection's engine;
 # procps (kill/ps: SIGHUP reloads, testinfra process checks), sudo and acl
@@ -96,31 +112,90 @@ debian_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-if podman image exists "$IMAGE"; then
-    log "image $IMAGE already exists"
-elif [[ "$IMAGE" == localhost/* ]]; then
+# debootstrap ROOTFS with the packages $1 (comma-separated); logs on failure.
+bootstrap() {
+    local include="$1" rootfs="$2" mirror start
     mirror="$(debian_mirror)"
-    rootfs="$(mktemp -d /var/tmp/crdb-tls-rootfs.XXXXXX)"
-    trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
-    log "building $IMAGE: debootstrap $SUITE from $mirror"
+    log "debootstrap $SUITE ($include) from $mirror"
     start=$SECONDS
-    debootstrap --variant=minbase --include="$INCLUDE" \
+    debootstrap --variant=minbase --include="$include" \
         "$SUITE" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
         tail -n 20 "$rootfs.log" >&2
         if [ -f "$rootfs/debootstrap/debootstrap.log" ]; then
             log "end of debootstrap.log:" >&2
             tail -n 40 "$rootfs/debootstrap/debootstrap.log" >&2
         fi
-        exit 1
+        return 1
     }
     # Smaller image; apt lists and caches are not needed inside.
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    log "debootstrap took $((SECONDS - start)) s; importing"
-    start=$SECONDS
-    tar -C "$rootfs" -c . | podman import --quiet \
-        --change 'CMD ["sleep", "infinity"]' - "$IMAGE" >/dev/null
-    log "podman import took $((SECONDS - start)) s"
-    rm -rf "$rootfs" "$rootfs.log"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs.log"
+    log "debootstrap took $((SECONDS - start)) s"
+}
+
+# podman import ROOTFS as IMAGE with the command $3 (JSON array).
+import_rootfs() {
+    local rootfs="$1" image="$2" cmd="$3" start=$SECONDS
+    tar -C "$rootfs" -c . | podman import --quiet --change "CMD $cmd" - "$image" >/dev/null
+    log "podman import of $image took $((SECONDS - start)) s"
+}
+
+# --- 5. the minimal SSH image ------------------------------------------------------
+# Built in the background while step 3 builds the other image (both are
+# mostly downloads); step 6 waits for it.
+ssh_image() {
+    if [ ! -f "$SSH_KEY" ] && [[ "$SSH_IMAGE" == localhost/* ]] && podman image exists "$SSH_IMAGE"; then
+        log "$SSH_KEY is missing: building $SSH_IMAGE again for a new key"
+        podman rmi -f "$SSH_IMAGE" >/dev/null
+    fi
+    if [ ! -f "$SSH_KEY" ]; then
+        install -d -m 0700 "$(dirname "$SSH_KEY")"
+        ssh-keygen -q -t ed25519 -N '' -C crdb-tls-molecule-deploy -f "$SSH_KEY"
+        log "made the deploy user's key $SSH_KEY"
+    fi
+    if podman image exists "$SSH_IMAGE"; then
+        log "image $SSH_IMAGE already exists"
+    elif [[ "$SSH_IMAGE" == localhost/* ]]; then
+        local rootfs
+        rootfs="$(mktemp -d /var/tmp/crdb-tls-rootfs.XXXXXX)"
+        trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
+        log "building $SSH_IMAGE"
+        bootstrap "$SSH_INCLUDE" "$rootfs"
+        chroot "$rootfs" ssh-keygen -A >/dev/null
+        install -d -m 0755 "$rootfs/run/sshd"
+        chroot "$rootfs" useradd --create-home --shell /bin/bash deploy
+        install -d -m 0700 "$rootfs/home/deploy/.ssh"
+        install -m 0600 "$SSH_KEY.pub" "$rootfs/home/deploy/.ssh/authorized_keys"
+        chroot "$rootfs" chown -R deploy:deploy /home/deploy/.ssh
+        printf 'deploy ALL=(ALL) NOPASSWD: ALL\n' >"$rootfs/etc/sudoers.d/deploy"
+        chmod 0440 "$rootfs/etc/sudoers.d/deploy"
+        import_rootfs "$rootfs" "$SSH_IMAGE" '["/usr/sbin/sshd", "-D", "-e"]'
+        rm -rf "$rootfs"
+        trap - EXIT
+    else
+        log "pulling $SSH_IMAGE"
+        podman pull "$SSH_IMAGE"
+    fi
+    if podman run --rm "$SSH_IMAGE" python3 -c 'import cryptography' >/dev/null 2>&1; then
+        log "image $SSH_IMAGE has python3-cryptography: the ssh scenario wants a host without it" >&2
+        exit 1
+    fi
+    podman run --rm "$SSH_IMAGE" sh -c 'python3 -V && /usr/sbin/sshd -t && sudo -V | head -n1' \
+        | while read -r line; do log "image $SSH_IMAGE: $line"; done
+}
+
+ssh_log="$(mktemp /tmp/crdb-tls-ssh-image.XXXXXX)"
+ssh_image >"$ssh_log" 2>&1 &
+ssh_pid=$!
+
+if podman image exists "$IMAGE"; then
+    log "image $IMAGE already exists"
+elif [[ "$IMAGE" == localhost/* ]]; then
+    rootfs="$(mktemp -d /var/tmp/crdb-tls-rootfs.XXXXXX)"
+    trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
+    log "building $IMAGE"
+    bootstrap "$INCLUDE" "$rootfs"
+    import_rootfs "$rootfs" "$IMAGE" '["sleep", "infinity"]'
+    rm -rf "$rootfs"
     trap - EXIT
 else
     log "pulling $IMAGE"
@@ -143,3 +218,11 @@ else
     # step must install python3 and python3-cryptography.
     log "WARNING: $IMAGE has no python3 with cryptography; scenarios must install it"
 fi
+
+
+# --- 6. the SSH image's build ----------------------------------------------------
+ssh_rc=0
+wait "$ssh_pid" || ssh_rc=$?
+cat "$ssh_log"
+rm -f "$ssh_log"
+exit "$ssh_rc"
