@@ -25,7 +25,8 @@ import json
 import os
 import ssl
 
-from ansible_collections.crdb.tls.plugins.module_utils import authority, certsdir, durations, fileio, pki, reloader, rules
+from ansible_collections.crdb.tls.plugins.module_utils import (
+    authority, certsdir, durations, fileio, pem, pki, reloader, rules)
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
 
 KINDS = ("ca", "node", "client", "ui")
@@ -234,6 +235,18 @@ def assess_dir(host, certs_dir, kind_windows, purpose="node", layout=None, proce
     return rows
 
 
+def shown_as(rows, certs_dir, other_dir):
+    """``rows`` of ``certs_dir`` with their files named under ``other_dir`` (the same files, held elsewhere)."""
+    prefix = os.path.join(os.path.expanduser(certs_dir), "")
+    out = []
+    for row in rows:
+        row = dict(row)
+        if row["file"].startswith(prefix):
+            row["file"] = os.path.join(other_dir, row["file"][len(prefix):])
+        out.append(row)
+    return out
+
+
 def assess_pki(host, pki_dir, kind_windows, now=None, window_now=None):
     """Rows of the signing CAs kept in a PKI dir on the controller (``ca.signer.pem`` and the like)."""
     now = now or pki.utcnow()
@@ -270,7 +283,8 @@ def served_check(host, address, cert_file, process_name="cockroach", timeout=10)
     no such process runs there is nothing to check: a stopped node reads its
     files when it starts.
     """
-    expected = pki.fingerprint(pki.load_certificates(fileio.read_file(cert_file, "cert_file"), cert_file)[0])
+    # pem, not cryptography: this runs on hosts without it too.
+    expected = pem.certificate_fingerprint(fileio.read_file(cert_file, "cert_file"), cert_file)
     try:
         seen = reloader.served_fingerprint(address, timeout=min(5.0, max(0.5, float(timeout))))
     except (OSError, ssl.SSLError) as exc:

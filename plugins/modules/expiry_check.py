@@ -30,7 +30,7 @@ author:
 requirements:
   - Python 3 and cryptography 3.4.8 or later on the host the module runs on (tested at 3.4.8, RHEL 9's), from the
     package C(python3-cryptography) on Debian, Ubuntu and RHEL, or C(pip install cryptography). Without it the
-    module fails with a message naming that package.
+    module fails with a message naming that package, unless O(require_cryptography=false).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - crdb.tls.identity
@@ -75,6 +75,12 @@ options:
         description: Names that must be in the SANs of C(node.crt).
         type: list
         elements: str
+      shown_as:
+        description:
+          - Name the files in the rows under this dir instead of O(dirs[].path) - for an issued dir on the
+            controller whose files a host holds byte for byte (proven by M(crdb.tls.install) in check mode), judged
+            here for a host without cryptography.
+        type: str
   pki_dir:
     description:
       - A PKI directory of M(crdb.tls.ca) whose signing CAs (C(ca.signer.pem), C(ca-client.signer.pem)) are
@@ -124,6 +130,14 @@ options:
       - File name in O(textfile_dir); it must end in C(.prom).
     type: str
     default: crdb_tls.prom
+  require_cryptography:
+    description:
+      - With V(false), on a host without the cryptography library, only the served certificate
+        (O(served_address)) is checked; the module returns RV(cryptography=false) instead of failing, and the
+        caller checks the certs dir another way (the node role checks the set it installed on the controller,
+        and compares the host's files with it).
+    type: bool
+    default: true
   fail_on_problems:
     description:
       - Fail when a certificate is broken, expired or a node, client or ui certificate is inside its window.
@@ -159,6 +173,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+cryptography:
+  description: Whether the host has the cryptography library; V(false) (only with O(require_cryptography=false))
+    means only the served certificate was checked.
+  returned: success
+  type: bool
 certificates:
   description: One row per certificate file (and per problem not tied to one).
   returned: success
@@ -263,6 +282,7 @@ def main():
                 layout=dict(type="str", choices=["standard", "split_node", "split_ca"]),
                 process_user=dict(type="str"),
                 expected_hosts=dict(type="list", elements="str"),
+                shown_as=dict(type="str"),
             )),
             pki_dir=dict(type="path"),
             renew_before=dict(type="dict", default={}),
@@ -273,6 +293,7 @@ def main():
             served_timeout=dict(type="int", default=10),
             textfile_dir=dict(type="path"),
             textfile_name=dict(type="str", default=renewal.TEXTFILE_NAME),
+            require_cryptography=dict(type="bool", default=True),
             fail_on_problems=dict(type="bool", default=False),
             identity=verifier.IDENTITY_OPTION_SPEC,
         ),
@@ -286,14 +307,16 @@ def main():
         now = pki.utcnow()
         as_of = durations.parse_instant(p["renew_as_of"], "renew_as_of") if p["renew_as_of"] else None
         rows = []
-        for entry in p["dirs"]:
-            rows.extend(renewal.assess_dir(p["host"], entry["path"], windows, purpose=entry["purpose"],
-                                           layout=entry["layout"], process_user=entry["process_user"],
-                                           expected_hosts=entry["expected_hosts"], now=now,
-                                           identity=p["identity"], window_now=as_of))
-        if p["pki_dir"]:
+        # Without cryptography (require_cryptography=false): the served certificate only.
+        for entry in p["dirs"] if pki.HAS_CRYPTOGRAPHY else []:
+            dir_rows = renewal.assess_dir(p["host"], entry["path"], windows, purpose=entry["purpose"],
+                                          layout=entry["layout"], process_user=entry["process_user"],
+                                          expected_hosts=entry["expected_hosts"], now=now,
+                                          identity=p["identity"], window_now=as_of)
+            rows.extend(renewal.shown_as(dir_rows, entry["path"], entry["shown_as"]) if entry["shown_as"] else dir_rows)
+        if p["pki_dir"] and pki.HAS_CRYPTOGRAPHY:
             rows.extend(renewal.assess_pki(p["host"], p["pki_dir"], windows, now=now, window_now=as_of))
-        result = {"changed": False}
+        result = {"changed": False, "cryptography": pki.HAS_CRYPTOGRAPHY}
         if p["served_address"]:
             row, result["served"] = renewal.served_check(p["host"], p["served_address"], p["served_cert"],
                                                          p["process_name"], p["served_timeout"])
@@ -319,7 +342,7 @@ def main():
                              **result)
         return result
 
-    module_support.run(module, run)
+    module_support.run(module, run, needs_cryptography=module.params["require_cryptography"])
 
 
 if __name__ == "__main__":

@@ -167,3 +167,21 @@ def test_the_sites_own_handler_ran_last_with_pipelining(name):
     host = get_host(name)
     assert sh(host, "cat /var/lib/site-handler-ran", sudo=False).strip() == "ran with pipelining True"
     assert "(pipelining True)" in sh(host, "cat /etc/motd", sudo=False)
+
+
+def test_check_through_the_controller_names_a_tampered_file():
+    """side_effect.yml: playbooks/check.yml after ssh-node1's node.crt was made 0664 (hosts without cryptography)."""
+    with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "check-tampered.out")) as handle:
+        out = handle.read()
+    assert out.startswith("rc=2\n"), out[-3000:]
+    assert re.search(r"ssh-node1 %s: not the set validated on the controller \([^)]*node\.crt[^)]*\) \(broken\)"
+                     % re.escape(CERTS_DIR), out), out[-3000:]
+    with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "check-tampered.json")) as handle:
+        report = json.load(handle)
+    broken = [(r["host"], r["file"]) for r in report["certificates"] if r["status"] != "ok"]
+    assert broken == [("ssh-node1", CERTS_DIR)], broken
+    # Every certificate file of both hosts is in the report, named as the host's file, judged on the controller.
+    files = set((r["host"], r["file"]) for r in report["certificates"])
+    for name in NODES:
+        for file_name in ("ca.crt", "node.crt", "client.root.crt", "ui.crt"):
+            assert (name, "%s/%s" % (CERTS_DIR, file_name)) in files, (name, file_name, sorted(files))

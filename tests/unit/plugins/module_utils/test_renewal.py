@@ -163,6 +163,21 @@ def test_window_judged_as_of_the_issue_step_agrees_with_the_issuer(mk, ca, certs
     assert node["status"] == "ok", node["why"]
 
 
+def test_rows_of_an_issued_dir_shown_as_the_hosts_files(mk, ca, certs_dir):
+    mk.install_ca(certs_dir, "ca.crt", ca)
+    cert, key, _spec = mk.leaf(ca, "node", hosts=["node1.example.com"])
+    mk.install(certs_dir, "node.crt", cert, key)
+    rows = renewal.assess_dir("node1", certs_dir, WINDOWS, layout="standard", expected_hosts=["node1.example.com"])
+    shown = renewal.shown_as(rows, certs_dir, "/var/lib/cockroach/certs")
+    assert sorted(r["file"] for r in shown) == sorted("/var/lib/cockroach/certs/" + os.path.basename(r["file"])
+                                                      for r in rows)
+    assert [dict(r, file=None) for r in shown] == [dict(r, file=None) for r in rows]
+    # A row of no file of that dir keeps its name; the rows given are not changed.
+    other = dict(rows[0], file="/elsewhere/x.crt")
+    assert renewal.shown_as([other], certs_dir, "/var/lib/cockroach/certs")[0]["file"] == "/elsewhere/x.crt"
+    assert all(r["file"].startswith(certs_dir) for r in rows)
+
+
 def test_instants_round_trip_and_bad_ones_are_named():
     instant = datetime.datetime(2026, 12, 2, 13, 5, 3, tzinfo=datetime.timezone.utc)
     text = durations.instant_text(instant)
