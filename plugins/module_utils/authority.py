@@ -27,6 +27,7 @@ __metaclass__ = type
 import contextlib
 import json
 import os
+import stat
 
 from ansible_collections.crdb.tls.plugins.module_utils import durations, fileio, pki, rules
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
@@ -287,11 +288,11 @@ def ensure(pki_dir, role="ca", passphrase=None, cert_src=None, key_src=None, src
             # In the same journaled set as the CA files: a rerun finds both or neither.
             files.add(os.path.basename(p["rotation"]), (json.dumps(rot_after, indent=1, sort_keys=True) + "\n").encode(),
                       ROTATION_FILE_MODE)
-        for path in (p["key"],):
-            if os.path.exists(path) and not rotate and fileio.file_state(path)[0] & 0o077:
-                reasons.append("mode of %s is %04o, want 0600" % (path, fileio.file_state(path)[0]))
-                if not check_mode:
-                    os.chmod(path, KEY_FILE_MODE)
+        key_state = None if rotate else fileio.file_state(p["key"])
+        if key_state is not None and key_state[0] & 0o077:
+            reasons.append("mode of %s is %04o, want 0600" % (p["key"], key_state[0]))
+            if not check_mode:
+                fileio.set_attributes(p["key"], KEY_FILE_MODE)
         if len(files) and not check_mode:
             files.commit(locked=True)
     signer = new_signer_chain[0]
@@ -376,11 +377,12 @@ def _private_dir(pki_dir, check_mode):
         if not check_mode:
             fileio.ensure_private_dir(pki_dir, "PKI directory")
         return ["PKI directory %s created (mode 0700)" % pki_dir]
-    mode = fileio.file_state(pki_dir)[0]
-    if mode & 0o077:
-        if not check_mode:
-            os.chmod(pki_dir, 0o700)
-        return ["PKI directory %s was mode %04o, now 0700" % (pki_dir, mode)]
+    with fileio.open_dir(pki_dir, "PKI directory") as handle:
+        mode = stat.S_IMODE(handle.stat().st_mode)
+        if mode & 0o077:
+            if not check_mode:
+                os.fchmod(handle.fd, 0o700)
+            return ["PKI directory %s was mode %04o, now 0700" % (pki_dir, mode)]
     return []
 
 

@@ -309,8 +309,49 @@ class Dir(object):
     def read(self, name, what="file", limit=MAX_FILE_SIZE):
         """Bytes of regular file ``name`` (None when missing), at most ``limit`` of them, else refused."""
         fd, st = self._open_regular(name, what)
-        if fd is None:
-            return None
+        return None if fd is None else self._read_fd(fd, st, name, what, limit)
+
+    def _followed(self, name, what):
+        """``(lstat or None, is a link to follow)``; a link in a dir that others can change is refused."""
+        st = self.lstat(name)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            return st, False
+        if not _trusted(self.stat()):
+            raise CrdbTlsError("%s %s is a symbolic link in a directory others can write to: refusing to follow "
+                               "it (put the file itself there)" % (what, self.join(name)))
+        return st, True
+
+    def stat_followed(self, name, what="file"):
+        """``stat`` of ``name`` as CockroachDB's ``os.Stat`` sees it (None when missing), except that a link
+        is followed only in a dir nobody but root and this process's user can change (else refused)."""
+        st, link = self._followed(name, what)
+        if not link:
+            return st
+        try:
+            return os.stat(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise CrdbTlsError("%s %s is a symbolic link that cannot be followed: %s"
+                               % (what, self.join(name), exc.strerror))
+
+    def read_followed(self, name, what="file", limit=MAX_FILE_SIZE):
+        """Bytes of ``name`` as a reader that follows links sees them (None when missing): a link is followed
+        only as :meth:`stat_followed` says; a FIFO, device or oversized file is refused, naming it."""
+        _st, link = self._followed(name, what)
+        if not link:
+            return self.read(name, what, limit)
+        try:
+            fd = os.open(name, os.O_RDONLY | _CLOEXEC | getattr(os, "O_NONBLOCK", 0), dir_fd=self.fd)
+        except OSError as exc:
+            raise CrdbTlsError("%s %s is a symbolic link that cannot be followed: %s"
+                               % (what, self.join(name), exc.strerror))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise CrdbTlsError("%s %s is a link to %s: refusing to use it" % (what, self.join(name), _kind(st)))
+        return self._read_fd(fd, st, name, what, limit)
+
+    def _read_fd(self, fd, st, name, what, limit):
+        """The bytes of open regular file ``fd`` (closed after), at most ``limit`` of them."""
         try:
             if limit is not None and st.st_size > limit:
                 raise CrdbTlsError("%s %s holds %d bytes, more than the %d a certificate or key file may: "
@@ -525,9 +566,9 @@ def ensure_private_dir(path, what="directory"):
 
 
 def file_state(path):
-    """``(mode, uid, gid)`` of ``path`` or None when missing."""
+    """``(mode, uid, gid)`` of ``path`` itself (``lstat``: a link is not followed), or None when missing."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
     return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
@@ -556,6 +597,20 @@ def dir_lock(directory):
 def _split(path):
     directory, name = os.path.split(path)
     return directory or ".", name
+
+
+def read_host_file(path, what="file"):
+    """Bytes of ``path`` on a host where others may own the dirs: its dir opened as :func:`open_dir` opens
+    it, the file read as :meth:`Dir.read_followed` reads it. A missing file raises, naming it."""
+    directory, name = _split(path)
+    handle = probe_dir(directory, "directory of %s %s" % (what, path))
+    data = None
+    if handle is not None:
+        with handle:
+            data = handle.read_followed(name, what)
+    if data is None:
+        raise CrdbTlsError("%s %s does not exist" % (what, path))
+    return data
 
 
 def atomic_write(path, data, mode, owner=None, group=None):

@@ -26,7 +26,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import os
 
 from ansible_collections.crdb.tls.plugins.module_utils import fileio, pki, renewal, rules, verifier
 from ansible_collections.crdb.tls.plugins.module_utils.errors import CrdbTlsError
@@ -120,11 +119,11 @@ def _refuse_links(handle, certificates):
         handle.regular(name, "file")
 
 
-def _cert_reasons(certs_dir, spec, key, issuer, renew_before, now):
-    """Why the certificate in ``certs_dir`` cannot stay for ``key`` (empty when it can)."""
+def _cert_reasons(handle, spec, key, issuer, renew_before, now):
+    """Why the certificate in the certs dir ``handle`` cannot stay for ``key`` (empty when it can)."""
     name = spec.filename
-    path = os.path.join(certs_dir, name)
-    data = fileio.read_optional(path) if os.path.isfile(path) else None
+    path = handle.join(name)
+    data = handle.read(name, "certificate")
     if data is None:
         return ["%s is missing" % name]
     try:
@@ -143,8 +142,8 @@ def _cert_reasons(certs_dir, spec, key, issuer, renew_before, now):
         elif [pki.fingerprint(c) for c in chain[1:]] != [pki.fingerprint(c) for c in leaf_chain]:
             reasons.append("%s does not carry the CA's intermediates after the leaf" % name)
     else:
-        bundle_name = rules.verifying_ca_file(rules.classify(name)[0], spec.user, set(os.listdir(certs_dir)))
-        bundle = fileio.read_optional(os.path.join(certs_dir, bundle_name))
+        bundle_name = rules.verifying_ca_file(rules.classify(name)[0], spec.user, set(handle.listdir()))
+        bundle = handle.read(bundle_name, "CA bundle")
         if bundle is None:
             reasons.append("no %s in the certs dir to verify %s with" % (bundle_name, name))
         else:
@@ -229,7 +228,6 @@ def _one(handle, spec, issuer, key_spec, key_mode, key_owner, key_group, renew_b
         out["public"].update(status="requested", reasons=list(out["reasons"]))
         out["changed"] = True
         return out
-    certs_dir = handle.path
     key, key_problem = _load_key(handle, key_file)
     pending, pending_problem = _load_key(handle, pending_file)
     if pending is not None and pki.key_spec_of(pending) != key_spec:
@@ -266,7 +264,7 @@ def _one(handle, spec, issuer, key_spec, key_mode, key_owner, key_group, renew_b
         # controller may have certified already is never dropped), and the next install moves it in.
         use = pending
         reasons.append("%s: the rotation begun earlier goes on with the key waiting in %s" % (key_file, pending_file))
-    cert_reasons = _cert_reasons(certs_dir, spec, use, issuer, renew_before, now) if use is not None else []
+    cert_reasons = _cert_reasons(handle, spec, use, issuer, renew_before, now) if use is not None else []
     if use is None or use is not key:
         # A new key always needs a new certificate.
         cert_reasons = cert_reasons or ["%s must be issued for the new %s" % (cert_name, key_file)]

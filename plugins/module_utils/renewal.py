@@ -284,7 +284,7 @@ def served_check(host, address, cert_file, process_name="cockroach", timeout=10)
     files when it starts.
     """
     # pem, not cryptography: this runs on hosts without it too.
-    expected = pem.certificate_fingerprint(fileio.read_file(cert_file, "cert_file"), cert_file)
+    expected = pem.certificate_fingerprint(fileio.read_host_file(cert_file, "cert_file"), cert_file)
     try:
         seen = reloader.served_fingerprint(address, timeout=min(5.0, max(0.5, float(timeout))))
     except (OSError, ssl.SSLError) as exc:

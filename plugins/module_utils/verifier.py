@@ -368,17 +368,22 @@ def skip_permission_check(configured=False, certs_dir=None, process_name=PROCESS
 
 
 def key_permission_problem(certs_dir, key_file, gid=None, skip=False):
-    """``findKey`` of CockroachDB's loader for ``key_file`` in ``certs_dir``: a :class:`Problem` or None.
+    """``findKey`` of CockroachDB's loader for ``key_file`` in ``certs_dir`` (a path or a
+    :class:`fileio.Dir`): a :class:`Problem` or None.
 
-    Follows symlinks (stat); refuses a missing key or one that is not a
-    regular file; then, unless ``skip``, the rwx bits only (setuid, setgid,
-    sticky are ignored): none outside 0700, or outside 0740 when the file is
-    owned by uid 0 and its group is ``gid`` (see :func:`process_gid`).
+    Follows symlinks as ``os.Stat`` does, but only where nobody but root and
+    this process's user can have planted them (:meth:`fileio.Dir.stat_followed`;
+    any other link is refused, naming it); refuses a missing key or one that
+    is not a regular file; then, unless ``skip``, the rwx bits only (setuid,
+    setgid, sticky are ignored): none outside 0700, or outside 0740 when the
+    file is owned by uid 0 and its group is ``gid`` (see :func:`process_gid`).
     """
-    path = os.path.join(certs_dir, key_file)
     try:
-        st = os.stat(path)
-    except OSError:
+        with fileio.opened(certs_dir, "certs dir") as handle:
+            st = handle.stat_followed(key_file, "key")
+    except CrdbTlsError as exc:
+        return Problem(key_file, "key_unreadable", str(exc), LOAD)
+    if st is None:
         return Problem(key_file, "key_missing", "key %s is missing" % key_file, LOAD)
     if not stat.S_ISREG(st.st_mode):
         return Problem(key_file, "key_not_regular", "key %s is not a regular file" % key_file, LOAD)
@@ -1161,79 +1166,90 @@ def judge_dir(certs_dir, identity=None, expected_hosts=None, expected_ui_hosts=N
     problems = []
     files = {}
     present = set()
-    if not os.path.isdir(certs_dir):
+    try:
+        # As root in a dir its owner controls: opened O_NOFOLLOW, every file read through its fd.
+        handle = fileio.probe_dir(certs_dir, "certs dir")
+    except CrdbTlsError as exc:
+        problems.append(Problem(certs_dir, "dir_refused", str(exc), LOAD))
+        return {"files": files, "problems": problems, "verdict": None, "present": present}
+    if handle is None:
         problems.append(Problem(certs_dir, "missing_dir", "the certs dir does not exist", LOAD))
         return {"files": files, "problems": problems, "verdict": None, "present": present}
-    names = sorted(os.listdir(certs_dir))
-    present = set(names)
-    for tmp, final in fileio.pending_journal(certs_dir):
-        problems.append(Problem(final, "pending_update", "an interrupted update left %s pending; the next "
-                                "crdb.tls write completes it" % tmp, WARNING))
-    for name in names:
-        stem = name[:-len(rules.KEY_SUFFIX)] if name.endswith(rules.KEY_SUFFIX) else None
-        if stem and rules.FIXED_NAMES.get(stem + rules.CERT_SUFFIX) in rules.CA_KINDS:
-            problems.append(Problem(name, "ca_key_in_dir", "a CA key in the certs dir; CockroachDB never reads "
-                                    "it there and it must not be on the node", WARNING))
-    bad_tenant = []
-    for name in names:
-        path = os.path.join(certs_dir, name)
-        if os.path.isdir(path):
-            continue
-        classified = rules.classify(name)
-        if classified is None:
-            continue
-        kind, qualifier, why = classified
-        if kind is None:
-            problems.append(Problem(name, "bad_name", why, WARNING))
-            continue
-        state = FileState(name, kind, qualifier)
-        files[name] = state
-        if kind in (rules.KIND_TENANT_CLIENT, rules.KIND_TENANT_SIGNING):
-            try:
-                parse_tenant_id(qualifier)
-            except CrdbTlsError as exc:
-                bad_tenant.append(Problem(name, "bad_tenant_id", "%s: CockroachDB fails the whole load" % exc,
-                                          LOAD))
-        if kind == rules.KIND_CLIENT:
-            try:
-                rules.validate_username(qualifier, what="user in file name %r" % name)
-            except CrdbTlsError as exc:
-                problems.append(Problem(name, "not_sql_user", "%s; it loads, and serves only through a principal "
-                                        "map" % exc, WARNING))
-        try:
-            data = fileio.read_file(path, "certificate")
-            if content:
-                state.certs = load_certificates(data, name)
-            else:
-                blocks = pem_blocks(data)
-                labels = [b[0] for b in blocks]
-                if not labels or set(labels) != set(["CERTIFICATE"]) or any(b[2] is None for b in blocks):
-                    raise CrdbTlsError("%s: expected only CERTIFICATE PEM blocks, found %s"
-                                       % (name, ", ".join(labels) or "none"))
-        except CrdbTlsError as exc:
-            message = str(exc)
-            if message.startswith(name + ": "):
-                message = message[len(name) + 2:]
-            state.errors.append(Problem(name, "unreadable", message, _effect_for(state, present)))
-            continue
-        if kind in rules.CA_KINDS:
-            continue
-        state.key_file = rules.key_name(name)
-        perm = key_permission_problem(certs_dir, state.key_file, gid, skip=skip_permissions or not permissions)
-        if perm is not None:
-            perm.file = name
-            perm.effect = _effect_for(state, present)
-            state.errors.append(perm)
-            if perm.code != "key_permissions":
+    with handle:
+        names = sorted(handle.listdir())
+        present = set(names)
+        for tmp, final in fileio.pending_journal(handle):
+            problems.append(Problem(final, "pending_update", "an interrupted update left %s pending; the next "
+                                    "crdb.tls write completes it" % tmp, WARNING))
+        for name in names:
+            stem = name[:-len(rules.KEY_SUFFIX)] if name.endswith(rules.KEY_SUFFIX) else None
+            if stem and rules.FIXED_NAMES.get(stem + rules.CERT_SUFFIX) in rules.CA_KINDS:
+                problems.append(Problem(name, "ca_key_in_dir", "a CA key in the certs dir; CockroachDB never reads "
+                                        "it there and it must not be on the node", WARNING))
+        bad_tenant = []
+        for name in names:
+            st = handle.lstat(name)
+            if st is None or stat.S_ISDIR(st.st_mode):
                 continue
-        if content:   # judged even when the mode is refused: every problem is reported
+            classified = rules.classify(name)
+            if classified is None:
+                continue
+            kind, qualifier, why = classified
+            if kind is None:
+                problems.append(Problem(name, "bad_name", why, WARNING))
+                continue
+            state = FileState(name, kind, qualifier)
+            files[name] = state
+            if kind in (rules.KIND_TENANT_CLIENT, rules.KIND_TENANT_SIGNING):
+                try:
+                    parse_tenant_id(qualifier)
+                except CrdbTlsError as exc:
+                    bad_tenant.append(Problem(name, "bad_tenant_id", "%s: CockroachDB fails the whole load" % exc,
+                                              LOAD))
+            if kind == rules.KIND_CLIENT:
+                try:
+                    rules.validate_username(qualifier, what="user in file name %r" % name)
+                except CrdbTlsError as exc:
+                    problems.append(Problem(name, "not_sql_user", "%s; it loads, and serves only through a principal "
+                                            "map" % exc, WARNING))
             try:
-                key_data = fileio.read_file(os.path.join(certs_dir, state.key_file), "key")
-                state.key = load_private_key(key_data, state.key_file, trusted=trusted_keys)
-                if not key_matches(state.certs[0], state.key):
-                    raise CrdbTlsError("key %s does not match the certificate" % state.key_file)
+                data = handle.read_followed(name, "certificate")
+                if data is None:
+                    raise CrdbTlsError("%s was removed while the dir was read" % name)
+                if content:
+                    state.certs = load_certificates(data, name)
+                else:
+                    blocks = pem_blocks(data)
+                    labels = [b[0] for b in blocks]
+                    if not labels or set(labels) != set(["CERTIFICATE"]) or any(b[2] is None for b in blocks):
+                        raise CrdbTlsError("%s: expected only CERTIFICATE PEM blocks, found %s"
+                                           % (name, ", ".join(labels) or "none"))
             except CrdbTlsError as exc:
-                state.errors.append(Problem(name, "key_pair", "tls.X509KeyPair fails: %s" % exc, HANDSHAKE))
+                message = str(exc)
+                if message.startswith(name + ": "):
+                    message = message[len(name) + 2:]
+                state.errors.append(Problem(name, "unreadable", message, _effect_for(state, present)))
+                continue
+            if kind in rules.CA_KINDS:
+                continue
+            state.key_file = rules.key_name(name)
+            perm = key_permission_problem(handle, state.key_file, gid, skip=skip_permissions or not permissions)
+            if perm is not None:
+                perm.file = name
+                perm.effect = _effect_for(state, present)
+                state.errors.append(perm)
+                if perm.code != "key_permissions":
+                    continue
+            if content:   # judged even when the mode is refused: every problem is reported
+                try:
+                    key_data = handle.read_followed(state.key_file, "key")
+                    if key_data is None:
+                        raise CrdbTlsError("key %s was removed while the dir was read" % state.key_file)
+                    state.key = load_private_key(key_data, state.key_file, trusted=trusted_keys)
+                    if not key_matches(state.certs[0], state.key):
+                        raise CrdbTlsError("key %s does not match the certificate" % state.key_file)
+                except CrdbTlsError as exc:
+                    state.errors.append(Problem(name, "key_pair", "tls.X509KeyPair fails: %s" % exc, HANDSHAKE))
     problems.extend(bad_tenant)
     for state in files.values():
         problems.extend(state.errors)

@@ -31,6 +31,10 @@ description:
     name are warnings, not problems.
   - A C(ui.crt) from a public CA without C(ca-ui.crt) is reported as a warning (browsers trust it;
     CockroachDB's own HTTP clients need its root as C(ca-ui.crt)); with C(ca-ui.crt) it must chain to it.
+  - Every file is read through the certs dir's descriptor. A symbolic link is followed, as CockroachDB follows it,
+    only in a dir that nobody but root and the user the module runs as can change; in a dir others can write to
+    (the cockroach user's, read as root) a link is reported as unreadable, naming it, and never followed. A FIFO
+    or device is reported without blocking.
   - Never changes anything.
 author:
   - crdb.tls contributors (@crdb-tls)

@@ -129,7 +129,7 @@ def main():
         if p["verify_address"]:
             reloader.split_address(p["verify_address"])
             # The first certificate's DER hash, from the PEM framing alone: no cryptography on the node.
-            expected = pem.certificate_fingerprint(fileio.read_file(p["cert_file"], "cert_file"), p["cert_file"])
+            expected = pem.certificate_fingerprint(fileio.read_host_file(p["cert_file"], "cert_file"), p["cert_file"])
         result = reloader.reload(p["process_name"], p["missing_ok"], module.check_mode)
         if expected and result["signalled"] and not module.check_mode:
             ok, seen, error = reloader.wait_for_fingerprint(p["verify_address"], expected, p["timeout"])

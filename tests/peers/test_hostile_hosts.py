@@ -14,15 +14,19 @@ that user as owner, while a process running AS THAT USER (``setpriv
 (b) it swaps the certs dir for a link to a root-owned directory;
 (c) it plants links inside the certs dir: ``ca.crt`` to a root-owned file
     with the same content (only owner and mode fixes would go through), and,
-    with keys made on the nodes, ``node.key`` to a root-only PEM key.
+    with keys made on the nodes, ``node.key`` to a root-only PEM key;
+(d) it plants links to root-only files and a FIFO where the root-run
+    checks (``certs_info``, ``expiry_check``, ``reload``'s served check) read.
 
 Every test snapshots a root-only target dir (and the PKI dir) before and
 after: content, owner and mode of every entry must be unchanged, and a
 refusal must name the link. Needs root, useradd and setpriv.
 """
 
+import hashlib
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -101,6 +105,37 @@ NODE_KEY_PLAYBOOK = """\
         hosts: [node1.example.com, 127.0.0.1]
         owner: "{{ owner }}"
         key_type: ecdsa
+"""
+
+READ_PLAYBOOK = """\
+---
+- name: Read, as root, a certs dir its owner controls
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Judge the certs dir
+      crdb.tls.certs_info:
+        path: "{{ certs }}"
+        process_user: "{{ owner }}"
+      register: info
+    - name: Check its expiry
+      crdb.tls.expiry_check:
+        host: node1
+        dirs: [{path: "{{ certs }}", process_user: "{{ owner }}"}]
+        fail_on_problems: false
+      register: expiry
+    - name: Show both
+      ansible.builtin.debug:
+        msg: "{{ {'info': info, 'expiry': expiry} | to_json }}"
+    - name: The served check reads a planted link
+      crdb.tls.reload:
+        process_name: crdb-tls-no-such-process
+        missing_ok: true
+        verify_address: 127.0.0.1:1
+        cert_file: "{{ certs }}/client.spy.crt"
 """
 
 # Runs as the unprivileged owner (system python3, stdlib only). argv: mode certs target stop
@@ -417,3 +452,33 @@ def test_a_linked_node_key_with_keys_made_on_the_node_is_refused_never_adopted(w
     assert "file %s is a symbolic link: refusing to use it" % link in out, out[-4000:]
     assert _changes(before, _protected(world)) == []
     assert sorted(os.listdir(world["certs"])) == ["node.key"]
+
+
+# --------------------------------------------------------------------------- (d) root-run reads
+
+def test_root_run_checks_never_read_through_a_planted_link_or_block_on_a_fifo(world):
+    _first_install(world)
+    spy = os.path.join(world["target"], "spy.crt")    # a root-only certificate the owner cannot read
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", os.path.join(world["target"], "spy.key"), "-out", spy, "-subj", "/CN=spy",
+                    "-days", "2"], check=True, capture_output=True, timeout=60)
+    os.chmod(spy, 0o600)
+    with open(spy, "rb") as handle:
+        spy_pem = handle.read().decode("ascii")
+    link = os.path.join(world["certs"], "client.spy.crt")
+    fifo = os.path.join(world["certs"], "client.fifo.crt")
+    setpriv = ["setpriv", "--reuid", str(world["uid"]), "--regid", str(world["gid"]), "--clear-groups"]
+    subprocess.run(setpriv + ["ln", "-s", spy, link], check=True, timeout=30)
+    subprocess.run(setpriv + ["mkfifo", fifo], check=True, timeout=30)
+    before = _protected(world)
+    rc, out = _playbook(READ_PLAYBOOK, world["base"], {"certs": world["certs"], "owner": world["owner"]})
+    refusal = "%s is a symbolic link in a directory others can write to: refusing to follow it" % link
+    assert "certificate " + refusal in out, out[-6000:]
+    assert "certificate %s is a FIFO: refusing to use it" % fifo in out, out[-6000:]
+    # Nothing of the root-only file came through: neither its PEM nor its fingerprint.
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(spy_pem)).hexdigest()
+    assert spy_pem.splitlines()[1] not in out
+    assert fingerprint not in out.lower().replace(":", ""), "the linked certificate was read"
+    # The served check refuses to read the link it was pointed at, naming it.
+    assert rc != 0 and "cert_file " + refusal in out, out[-6000:]
+    assert _changes(before, _protected(world)) == []

@@ -164,6 +164,18 @@ def test_key_mode_drift_is_fixed(pki_dir):
     assert _mode(p["key"]) == 0o600
 
 
+def test_a_linked_ca_key_is_never_chmodded_through(pki_dir, tmp_path):
+    authority.ensure(pki_dir, **EC)
+    p = authority.paths(pki_dir, "ca")
+    outside = str(tmp_path / "elsewhere.key")
+    os.rename(p["key"], outside)
+    os.chmod(outside, 0o644)
+    os.symlink(outside, p["key"])
+    with pytest.raises(CrdbTlsError, match=r"^file %s is a symbolic link: refusing to use it" % re.escape(p["key"])):
+        authority.ensure(pki_dir, **EC)
+    assert _mode(outside) == 0o644
+
+
 def test_bundle_not_starting_with_current_ca_is_repaired(pki_dir, other_ca):
     first = authority.ensure(pki_dir, **EC)
     p = authority.paths(pki_dir, "ca")

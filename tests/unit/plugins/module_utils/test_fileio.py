@@ -482,3 +482,50 @@ def test_recovery_removes_stale_staging_and_temp_litter(tmp_path):
     assert sorted(report["removed"]) == sorted([old, staging.name])
     assert os.listdir(d) == [] and _read(str(outside / "keep")) == b"keep"
     shutil.rmtree(str(outside))
+
+
+# ------------------------------------------------------- reads that follow links as CockroachDB does
+
+
+def _linked_dir(tmp_path, mode):
+    d = tmp_path / "certs"
+    d.mkdir()
+    os.chmod(str(d), mode)
+    outside = tmp_path / "outside.crt"
+    outside.write_bytes(b"root's file")
+    os.chmod(str(outside), 0o600)
+    (d / "ca.crt").symlink_to(outside)
+    return d
+
+
+def test_a_link_is_followed_only_in_a_dir_nobody_else_can_change(tmp_path):
+    d = _linked_dir(tmp_path, 0o700)
+    with fileio.open_dir(str(d)) as handle:   # ours, nobody else may write: as CockroachDB reads it
+        assert handle.read_followed("ca.crt", "certificate") == b"root's file"
+        assert handle.stat_followed("ca.crt").st_size == len(b"root's file")
+        assert handle.read_followed("missing.crt") is None
+    os.chmod(str(d), 0o777)                   # others may plant or swap links here: never followed
+    message = r"^certificate %s is a symbolic link in a directory others can write to: refusing to follow it" % (
+        re.escape(str(d / "ca.crt")))
+    with fileio.open_dir(str(d)) as handle:
+        with pytest.raises(CrdbTlsError, match=message):
+            handle.read_followed("ca.crt", "certificate")
+        with pytest.raises(CrdbTlsError, match=message):
+            handle.stat_followed("ca.crt", "certificate")
+    with pytest.raises(CrdbTlsError, match=message.replace("^certificate", "^cert_file")):
+        fileio.read_host_file(str(d / "ca.crt"), "cert_file")
+
+
+def test_a_followed_link_to_a_fifo_or_a_dangling_link_is_refused(tmp_path):
+    d = tmp_path / "certs"
+    d.mkdir(mode=0o700)
+    os.mkfifo(str(tmp_path / "fifo"))
+    (d / "ca.crt").symlink_to(tmp_path / "fifo")
+    (d / "node.crt").symlink_to(tmp_path / "nowhere")
+    with fileio.open_dir(str(d)) as handle:
+        with pytest.raises(CrdbTlsError, match=r"ca.crt is a link to a FIFO: refusing to use it"):
+            handle.read_followed("ca.crt", "file")   # opened O_NONBLOCK: it does not block
+        with pytest.raises(CrdbTlsError, match=r"node.crt is a symbolic link that cannot be followed"):
+            handle.read_followed("node.crt", "file")
+    with pytest.raises(CrdbTlsError, match=r"^cert_file %s does not exist$" % re.escape(str(d / "gone.crt"))):
+        fileio.read_host_file(str(d / "gone.crt"), "cert_file")

@@ -631,6 +631,29 @@ def test_ui_crt_with_ca_ui(d, root):
     assert [(p.code, p.effect) for p in out["problems"] if p.file == "ui.crt"] == [("chain", "handshake")]
 
 
+def test_a_dir_others_can_write_to_is_judged_without_following_its_links(d, root, tmp_path):
+    _standard_dir(d, root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.rename(os.path.join(d, "client.root.crt"), str(outside / "client.root.crt"))
+    os.rename(os.path.join(d, "client.root.key"), str(outside / "client.root.key"))
+    os.symlink(str(outside / "client.root.crt"), os.path.join(d, "client.root.crt"))
+    os.symlink(str(outside / "client.root.key"), os.path.join(d, "client.root.key"))
+    os.mkfifo(os.path.join(d, "client.fifo.crt"))
+    out = judge(d)   # our own 0700 dir: the links are followed, as CockroachDB follows them
+    assert out["verdict"]["clients"]["root"]["ok"] is True
+    os.chmod(d, 0o777)
+    out = judge(d)
+    codes = sorted((p.file, p.code) for p in out["problems"] if p.blocking)
+    assert codes == [("client.fifo.crt", "unreadable"), ("client.root.crt", "unreadable")]
+    messages = {p.file: p.message for p in out["problems"] if p.blocking}
+    assert messages["client.root.crt"] == ("certificate %s is a symbolic link in a directory others can write to: "
+                                           "refusing to follow it (put the file itself there)"
+                                           % os.path.join(d, "client.root.crt"))
+    assert messages["client.fifo.crt"].startswith("certificate %s is a FIFO" % os.path.join(d, "client.fifo.crt"))
+    assert verifier.key_permission_problem(d, "client.root.key").code == "key_unreadable"
+
+
 def test_names_only_without_cryptography(d, root):
     _standard_dir(d, root)
     os.chmod(os.path.join(d, "node.key"), 0o644)
