@@ -6,7 +6,6 @@ nothing in the certs dir and sent no signal.
 
 import json
 import os
-import re
 import sys
 
 import pytest
@@ -15,12 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import crdb_molecule as m  # noqa: E402  (after the sys.path line)
 
-LOG = "/var/log/cockroach-standin.log"
-STATUS = (
-    "python3 -c 'import json, ssl, urllib.request; "
-    "ctx = ssl.create_default_context(cafile=\"/var/lib/cockroach/certs/ca.crt\"); "
-    "print(json.dumps(json.load(urllib.request.urlopen(\"https://127.0.0.1:8080/\", context=ctx, timeout=10))))'"
-)
+LOG = m.STANDIN_LOG
+STATUS = m.STANDIN_STATUS
 BROKEN_CASES = {
     "mismatched_ui_key": "does not match the DB Console certificate",
     "key_group_refused": "the new set would not work",
@@ -43,9 +38,8 @@ def test_one_reload_signalled_by_the_cockroach_uid(name):
     host = m.get_host(name)
     uid = cockroach_uid(host)
     log = m.sh(host, "cat %s" % LOG)
-    hangups = re.findall(r'received signal "hangup", triggering certificate reload \(from uid=(\d+) pid=\d+\)', log)
     # One for the converge; none for the idempotence run or the broken runs.
-    assert hangups == [str(uid)], log
+    assert [hup_uid for hup_uid, _pid in m.hangups(log)] == [str(uid)], log
     assert "certificate reload succeeded" in log, log
     assert "reload failed" not in log, log
     status = json.loads(m.sh(host, STATUS))

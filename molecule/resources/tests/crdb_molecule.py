@@ -42,6 +42,25 @@ OWNER = GROUP = "cockroach"
 NODE_USERS = ["root"]          # crdb_tls_client_users on the nodes (role default)
 CLIENT_USERS = ["root", "app"]  # crdb_tls_client_users on the client hosts
 
+# The stand-in cockroach (tests/go: a TEST FIXTURE, not CockroachDB): its log,
+# its status as JSON (hangups, reloads, the certificates it serves) from the
+# DB Console address, verified against the node's ca.crt, and the SIGHUPs it
+# logged as (uid, pid) pairs.
+STANDIN_LOG = "/var/log/cockroach-standin.log"
+STANDIN_STATUS = (
+    "python3 -c 'import json, ssl, urllib.request; "
+    "ctx = ssl.create_default_context(cafile=\"%s/ca.crt\"); "
+    "print(json.dumps(json.load(urllib.request.urlopen(\"https://127.0.0.1:8080/\", context=ctx, timeout=10))))'"
+    % CERTS_DIR
+)
+_HANGUP = re.compile(r'received signal "hangup", triggering certificate reload \(from uid=(\d+) pid=(\d+)\)')
+
+
+def hangups(log):
+    """``[(uid, pid)]`` of every SIGHUP the stand-in logged, as strings."""
+    return _HANGUP.findall(log)
+
+
 SERVER_AUTH = "TLS Web Server Authentication"
 CLIENT_AUTH = "TLS Web Client Authentication"
 

@@ -25,12 +25,8 @@ LABELS = ["baseline", "phase1", "after1", "phase2", "after2", "phase3", "after3"
 # run takes several seconds; the loop makes several handshakes a second).
 MIN_DURING_PHASE = 5
 MIN_BETWEEN = 20
-LOG = "/var/log/cockroach-standin.log"
-STATUS = (
-    "python3 -c 'import json, ssl, urllib.request; "
-    "ctx = ssl.create_default_context(cafile=\"/var/lib/cockroach/certs/ca.crt\"); "
-    "print(json.dumps(json.load(urllib.request.urlopen(\"https://127.0.0.1:8080/\", context=ctx, timeout=10))))'"
-)
+LOG = m.STANDIN_LOG
+STATUS = m.STANDIN_STATUS
 
 _COUNTS = {}
 
@@ -150,7 +146,7 @@ def test_standin_reloaded_every_phase_and_serves_the_new_cert(name):
     host = m.get_host(name)
     status = json.loads(m.sh(host, STATUS))
     log = m.sh(host, "cat %s" % LOG)
-    hangups = re.findall(r'received signal "hangup", triggering certificate reload \(from uid=(\d+) pid=(\d+)\)', log)
+    hangups = m.hangups(log)
     # A sender outside the container's pid namespace shows as pid 0: a process on
     # the machine running the containers that signals every `cockroach` it sees
     # (a local-connection playbook with crdb_tls_reload: true does). Reported, not ours.

@@ -12,7 +12,11 @@ connection the plays used, read from molecule's inventory):
   - the stand-in (a TEST FIXTURE, not CockroachDB) runs as cockroach, got two
     SIGHUPs (converge, then the pipelined side effect), both from the
     cockroach uid, and serves the installed ui.crt (python3's ssl on the host);
-  - the site playbook's own handler ran, last with pipelining on.
+  - the site playbook's own handler ran, last with pipelining on;
+  - ssh-client1, a minimal SQL client host (client role, user app): its certs
+    dir holds ca.crt and app's pair only, owned by app, chained to the CA;
+  - playbooks/check.yml through the controller names the file tampered with
+    on a node and on the client host, and nothing else.
 """
 
 import hashlib
@@ -21,23 +25,22 @@ import os
 import re
 import ssl
 import subprocess
+import sys
 import tempfile
 
 import pytest
 import testinfra
-import yaml
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-PKI_DIR = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pki")
-CERTS_DIR = "/var/lib/cockroach/certs"
-LOG = "/var/log/cockroach-standin.log"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "resources", "tests"))
+
+import crdb_molecule as m  # noqa: E402  (after the sys.path line)
+
+INVENTORY = m.INVENTORY
+PKI_DIR = m.PKI_DIR
+CERTS_DIR = m.CERTS_DIR
+LOG = m.STANDIN_LOG
 FILES = {"ca.crt", "node.crt", "node.key", "client.root.crt", "client.root.key", "ui.crt", "ui.key"}
-STATUS = (
-    "python3 -c 'import json, ssl, urllib.request; "
-    "ctx = ssl.create_default_context(cafile=\"%s/ca.crt\"); "
-    "print(json.dumps(json.load(urllib.request.urlopen(\"https://127.0.0.1:8080/\", context=ctx, timeout=10))))'"
-    % CERTS_DIR
-)
+STATUS = m.STANDIN_STATUS
 SERVED = "python3 -c 'import ssl; print(ssl.get_server_certificate((\"127.0.0.1\", 8080)))'"
 LISTING = r"""python3 -c '
 import grp, json, os, pwd, stat, sys
@@ -51,13 +54,10 @@ out.update((n, one(os.path.join(d, n))) for n in os.listdir(d))
 print(json.dumps(out))' """
 
 
-def _names():
-    with open(INVENTORY) as handle:
-        inventory = yaml.safe_load(handle) or {}
-    return sorted(((inventory.get("cockroachdb_nodes") or {}).get("hosts") or {}).keys())
-
-
-NODES = _names()
+NODES = m.NODES
+CLIENTS = m.CLIENTS
+CLIENT_DIR = "/home/app/.cockroach-certs"
+CLIENT_FILES = {"ca.crt", "client.app.crt", "client.app.key"}
 _HOSTS = {}
 
 
@@ -84,9 +84,10 @@ def der_sha256(pem):
 
 def test_the_scenario_has_its_hosts():
     assert NODES == ["ssh-node1", "ssh-node2"], NODES
+    assert CLIENTS == ["ssh-client1"], CLIENTS
 
 
-@pytest.mark.parametrize("name", NODES)
+@pytest.mark.parametrize("name", NODES + CLIENTS)
 def test_minimal_host_reached_as_deploy(name):
     host = get_host(name)
     assert sh(host, "id -un", sudo=False).strip() == "deploy"
@@ -105,7 +106,28 @@ def test_certs_dir_files_owners_and_modes(name):
         assert listing[file_name] == ["cockroach", "cockroach", mode, "file"], (file_name, listing[file_name])
 
 
-@pytest.mark.parametrize("name", NODES)
+@pytest.mark.parametrize("name", CLIENTS)
+def test_client_certs_dir_holds_the_users_pair_only(name):
+    host = get_host(name)
+    listing = json.loads(sh(host, LISTING + CLIENT_DIR))
+    assert listing["."] == ["app", "app", "0700", "directory"], listing["."]
+    assert set(listing) - {"."} == CLIENT_FILES, sorted(listing)
+    for file_name in sorted(CLIENT_FILES):
+        mode = "0600" if file_name.endswith(".key") else "0644"
+        assert listing[file_name] == ["app", "app", mode, "file"], (file_name, listing[file_name])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "client.app.crt")
+        with open(path, "w") as handle:
+            handle.write(sh(host, "cat %s/client.app.crt" % CLIENT_DIR))
+        proc = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(PKI_DIR, "ca.crt"), "-purpose",
+                               "sslclient", path], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0 and proc.stdout.strip().endswith(": OK"), (proc.stdout, proc.stderr)
+        subject = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-subject", "-nameopt", "RFC2253"],
+                                 capture_output=True, text=True, check=True).stdout
+        assert "CN=app" in subject, subject
+
+
+@pytest.mark.parametrize("name", NODES + CLIENTS)
 def test_no_ca_key_on_the_host(name):
     out = sh(get_host(name), "find / -xdev \\( -name 'ca*.key' -o -name '*.signer.key' \\) -print")
     assert out.strip() == "", out
@@ -139,7 +161,7 @@ def test_two_reloads_signalled_by_the_cockroach_uid(name):
     host = get_host(name)
     uid = int(sh(host, "id -u cockroach").strip())
     log = sh(host, "cat %s" % LOG)
-    hangups = re.findall(r'received signal "hangup", triggering certificate reload \(from uid=(\d+) pid=\d+\)', log)
+    hangups = [hup_uid for hup_uid, _pid in m.hangups(log)]
     # converge (a new ui.crt) and side_effect (ui.crt with one more name, pipelining on); none for idempotence.
     assert hangups == [str(uid)] * 2, log
     assert "reload failed" not in log, log
@@ -170,18 +192,23 @@ def test_the_sites_own_handler_ran_last_with_pipelining(name):
 
 
 def test_check_through_the_controller_names_a_tampered_file():
-    """side_effect.yml: playbooks/check.yml after ssh-node1's node.crt was made 0664 (hosts without cryptography)."""
+    """side_effect.yml: playbooks/check.yml after ssh-node1's node.crt and ssh-client1's client.app.crt were made 0664
+    (hosts without cryptography: judged through the controller)."""
     with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "check-tampered.out")) as handle:
         out = handle.read()
     assert out.startswith("rc=2\n"), out[-3000:]
-    assert re.search(r"ssh-node1 %s: not the set validated on the controller \([^)]*node\.crt[^)]*\) \(broken\)"
-                     % re.escape(CERTS_DIR), out), out[-3000:]
+    for host, where, file_name in (("ssh-node1", CERTS_DIR, "node.crt"), ("ssh-client1", CLIENT_DIR, "client.app.crt")):
+        assert re.search(r"%s %s: not the set validated on the controller \([^)]*%s[^)]*\) \(broken\)"
+                         % (host, re.escape(where), re.escape(file_name)), out), (host, out[-3000:])
     with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "check-tampered.json")) as handle:
         report = json.load(handle)
-    broken = [(r["host"], r["file"]) for r in report["certificates"] if r["status"] != "ok"]
-    assert broken == [("ssh-node1", CERTS_DIR)], broken
-    # Every certificate file of both hosts is in the report, named as the host's file, judged on the controller.
+    broken = sorted((r["host"], r["file"]) for r in report["certificates"] if r["status"] != "ok")
+    assert broken == [("ssh-client1", CLIENT_DIR), ("ssh-node1", CERTS_DIR)], broken
+    # Every certificate file of every host is in the report, named as the host's file, judged on the controller.
     files = set((r["host"], r["file"]) for r in report["certificates"])
     for name in NODES:
         for file_name in ("ca.crt", "node.crt", "client.root.crt", "ui.crt"):
             assert (name, "%s/%s" % (CERTS_DIR, file_name)) in files, (name, file_name, sorted(files))
+    for name in CLIENTS:
+        for file_name in ("ca.crt", "client.app.crt"):
+            assert (name, "%s/%s" % (CLIENT_DIR, file_name)) in files, (name, file_name, sorted(files))
