@@ -130,8 +130,6 @@ src-link:
 
 # --- tests ----------------------------------------------------------------------
 
-# pytest exits 5 when it collects no tests: tolerated (with a message) only
-# while the test directory is still empty; every other failure counts.
 unit: $(VENV_STAMP) src-link
 	PYTHONPATH=$(SRC) $(VENV_BIN)/pytest tests/unit
 	@if [ "$(UNIT_COMPAT)" = yes ]; then \
@@ -376,7 +374,7 @@ molecule: go-build
 
 # --- benchmark ------------------------------------------------------------------
 
-# Fleet benchmark (issue 5): crdb.tls vs the community.crypto way vs one ping
+# Fleet benchmark: crdb.tls vs the community.crypto way vs one ping
 # per host, for N simulated hosts. BENCH_NS="5 20" for a quick run.
 # Results in benchmarks/results/ (results.json, results.md, time_vs_n.png).
 BENCH_NS ?= 5 20 50 100

@@ -95,7 +95,7 @@ def _open_certs_dir(dest, dir_mode, owner, group, check_mode, reasons):
         reasons.append("certs dir %s created" % dest)
         if check_mode:
             return None, False
-        handle = fileio.open_dir(dest, what, make=(0o755, 0o700), strict=True)
+        handle = fileio.open_dir(dest, what, make=(0o755, rules.DIR_MODE), strict=True)
         if os.path.abspath(dest) in handle.made:
             uid, gid = fileio.resolve_uid(owner), fileio.resolve_gid(group)
             if uid != -1 or gid != -1:
@@ -216,7 +216,7 @@ def _refuse_links(handle, names):
         handle.regular(name, "file")
 
 
-def install(dest, certificates, keys, owner=None, group=None, key_owner=None, key_group=None, dir_mode=0o700,
+def install(dest, certificates, keys, owner=None, group=None, key_owner=None, key_group=None, dir_mode=rules.DIR_MODE,
             process_user=None, expected_hosts=None, expected_ui_hosts=None, layout=None, validate=True,
             check_mode=False, purpose="node", content_checked=False):
     """Make ``dest`` hold exactly these files' contents, owners and modes; returns a result dict.
@@ -325,7 +325,7 @@ def default_group(owner, group):
     return group
 
 
-def make_certs_dir(dest, owner=None, group=None, dir_mode=0o700, check_mode=False):
+def make_certs_dir(dest, owner=None, group=None, dir_mode=rules.DIR_MODE, check_mode=False):
     """Create a missing certs dir (and parents) as :func:`install` does; returns the reasons."""
     if not os.path.isabs(dest):
         raise CrdbTlsError("certs dir %r must be an absolute path" % dest)

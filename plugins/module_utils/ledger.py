@@ -84,10 +84,6 @@ def record(index_path, certificates):
         return added
 
 
-def index_path_for(ca_dir):
-    return os.path.join(ca_dir, INDEX_NAME)
-
-
 # --------------------------------------------------------------------------
 # Revocation
 # --------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 
 Plain functions with no module-level state: every call takes what it needs
 and returns new objects, so a batch of certificates can be made in parallel
-(see ``batch.py``). Signing takes a public key, so a key made here and a key
+(``fleet`` makes a fleet's keys in a thread pool). Signing takes a public key, so a key made here and a key
 made elsewhere (a CSR) go through the same path.
 """
 
@@ -53,7 +53,7 @@ if HAS_CRYPTOGRAPHY:
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
-# Pure time helpers, kept in durations.py (no cryptography) and used from here as before.
+# Pure time helpers live in durations.py (no cryptography); these names keep the callers of pki short.
 utcnow = durations.utcnow
 parse_duration = durations.parse_duration
 parse_window = durations.parse_window

@@ -59,7 +59,6 @@ ANY_EKU_DOTTED = "2.5.29.37.0"
 CSR_SUFFIX = ".csr"
 CRT_SUFFIX = ".crt"
 _HANDOFF_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,199}$")
-_ANY_EKU_NAME = "anyExtendedKeyUsage"
 
 
 # --------------------------------------------------------------------------

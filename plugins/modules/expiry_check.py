@@ -268,7 +268,7 @@ from ansible_collections.crdb.tls.plugins.module_utils import durations, module_
 
 
 def _in(row):
-    """``36 days`` (as before) or ``9h`` for a CA that lives less than two days."""
+    """``36 days``, or ``9h`` for a CA that lives less than two days."""
     return "%d days" % row["days_left"] if row["seconds_left"] >= 2 * 86400 else row["left"]
 
 
