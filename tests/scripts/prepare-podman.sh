@@ -8,7 +8,16 @@
 #     Operation not permitted"). Written only if its content differs.
 #  3. The test image: built from Debian packages with debootstrap and imported
 #     with `podman import`, only if `podman image exists` says it is missing.
-#  4. Check: python3 and cryptography import inside a container of the image.
+#     Like the hosts the roles promise to serve, it has python3 but not
+#     python3-cryptography. Beside it, a local package repository
+#     ($CRDB_TLS_DEB_DIR: python3-cryptography and what it needs that the
+#     image lacks, with its Packages index) for the scenarios that need the
+#     package on their hosts: the containers have no network, so their
+#     prepare step copies it in and points apt at it (molecule/resources/
+#     local-apt.yml), and the role installs the package from there as it would
+#     from a mirror.
+#  4. Check: python3 runs and cryptography does NOT import inside a container
+#     of the image; the repository holds python3-cryptography.
 #  5. The minimal SSH image of the ssh scenario (molecule/ssh): python3,
 #     openssh-server and sudo only, and what they pull in (no
 #     python3-cryptography, no openssl), sshd as its command, a login user `deploy` with passwordless
@@ -19,7 +28,7 @@
 #
 # Environment:
 #   CRDB_TLS_TEST_IMAGE    image the scenarios use
-#                          (default localhost/crdb-tls-debian:bookworm-2). A
+#                          (default localhost/crdb-tls-debian:bookworm-3). A
 #                          localhost/ name is built offline with debootstrap;
 #                          any other name (e.g. docker.io/library/debian:bookworm
 #                          on a machine with a registry) is pulled instead.
@@ -27,6 +36,8 @@
 #                          (default localhost/crdb-tls-debian-ssh:bookworm-1);
 #                          any other name is pulled and must already carry
 #                          sshd, sudo and the deploy user with that key.
+#   CRDB_TLS_DEB_DIR       the local package repository made with the image
+#                          (default /var/lib/crdb-tls-test/debs/<image tag>).
 #   CRDB_TLS_SSH_KEY       private key of the deploy user
 #                          (default /var/lib/crdb-tls-test/ssh/id_ed25519).
 #   CRDB_TLS_DEBIAN_MIRROR Debian mirror for debootstrap (default: the first
@@ -34,21 +45,23 @@
 #   CRDB_TLS_DEBIAN_SUITE  Debian suite (default: bookworm).
 set -euo pipefail
 
-IMAGE="${CRDB_TLS_TEST_IMAGE:-localhost/crdb-tls-debian:bookworm-2}"
+IMAGE="${CRDB_TLS_TEST_IMAGE:-localhost/crdb-tls-debian:bookworm-3}"
+DEB_DIR="${CRDB_TLS_DEB_DIR:-/var/lib/crdb-tls-test/debs/${IMAGE##*:}}"
+# What the local repository offers (with what it needs that the image lacks):
+# python3-cryptography, and python3-apt, which Ansible's apt module needs.
+DEB_PACKAGES="python3-cryptography python3-apt"
 SSH_IMAGE="${CRDB_TLS_SSH_IMAGE:-localhost/crdb-tls-debian-ssh:bookworm-1}"
 SSH_KEY="${CRDB_TLS_SSH_KEY:-/var/lib/crdb-tls-test/ssh/id_ed25519}"
 # The minimal host: what a fresh Debian server has, Python 3 for Ansible, sshd
 # and sudo to be reached the way real hosts are.
 SSH_INCLUDE="python3,openssh-server,sudo"
 SUITE="${CRDB_TLS_DEBIAN_SUITE:-bookworm}"
-# python3 + python3-cryptography: Ansible modules and the collection's engine;
-# procps (kill/ps: SIGHUP reloads, testinfra process checks), sudo and acl
-# (become to an unprivileged user needs setfacl), openssl (verification with
-# the openssl CLI), iproute2 (testinfra socket/interface checks),
-# ca-certificates. python3-cffi-backend is named because debootstrap does not
-# resolve the virtual python3-cffi-backend-api-* packages python3-cryptography
-# depends on.
-INCLUDE="python3,python-is-python3,python3-cryptography,python3-cffi-backend,procps,sudo,acl,openssl,iproute2,ca-certificates"
+# python3: Ansible modules (no python3-cryptography: see 3.); procps (kill/ps:
+# SIGHUP reloads, testinfra process checks), sudo and acl (become to an
+# unprivileged user needs setfacl), openssl (the verifiers' openssl CLI checks
+# and the OCSP responder role's service), iproute2 (testinfra socket/interface
+# checks), ca-certificates.
+INCLUDE="python3,python-is-python3,procps,sudo,acl,openssl,iproute2,ca-certificates"
 
 log() { printf '[prepare-podman] %s\n' "$*"; }
 
@@ -113,8 +126,9 @@ debian_mirror() {
 }
 
 # debootstrap ROOTFS with the packages $1 (comma-separated); logs on failure.
+# $3: a function run with ROOTFS before apt's lists and caches are removed.
 bootstrap() {
-    local include="$1" rootfs="$2" mirror start
+    local include="$1" rootfs="$2" then="${3:-}" mirror start
     mirror="$(debian_mirror)"
     log "debootstrap $SUITE ($include) from $mirror"
     start=$SECONDS
@@ -127,6 +141,9 @@ bootstrap() {
         fi
         return 1
     }
+    if [ -n "$then" ]; then
+        "$then" "$rootfs"
+    fi
     # Smaller image; apt lists and caches are not needed inside.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs.log"
     log "debootstrap took $((SECONDS - start)) s"
@@ -187,13 +204,39 @@ ssh_log="$(mktemp /tmp/crdb-tls-ssh-image.XXXXXX)"
 ssh_image >"$ssh_log" 2>&1 &
 ssh_pid=$!
 
+# The packages of $DEB_PACKAGES that ROOTFS lacks, downloaded by its own apt
+# (so versions and dependencies are those of the image), as a flat repository
+# in $DEB_DIR with its Packages index. Called through bootstrap's $3.
+# shellcheck disable=SC2317
+local_repository() {
+    local rootfs="$1" start=$SECONDS tmp
+    chroot "$rootfs" apt-get update -qq </dev/null
+    # debootstrap leaves what it installed in apt's cache: only what apt fetches now goes in the repository.
+    rm -f "$rootfs"/var/cache/apt/archives/*.deb
+    # shellcheck disable=SC2086  # a list of package names
+    chroot "$rootfs" apt-get install -qq -y --no-install-recommends --download-only $DEB_PACKAGES </dev/null
+    tmp="$(mktemp -d "$(dirname "$DEB_DIR")/.debs.XXXXXX")"
+    cp "$rootfs"/var/cache/apt/archives/*.deb "$tmp/"
+    (cd "$tmp" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null >Packages)
+    chmod 0755 "$tmp"
+    rm -rf "$DEB_DIR"
+    mv "$tmp" "$DEB_DIR"
+    log "local repository $DEB_DIR: $(cd "$DEB_DIR" && printf '%s ' ./*.deb)($((SECONDS - start)) s)"
+}
+
+if [[ "$IMAGE" == localhost/* ]] && podman image exists "$IMAGE" && [ ! -f "$DEB_DIR/Packages" ]; then
+    log "$DEB_DIR is missing: building $IMAGE again with it"
+    podman rmi -f "$IMAGE" >/dev/null
+fi
 if podman image exists "$IMAGE"; then
     log "image $IMAGE already exists"
 elif [[ "$IMAGE" == localhost/* ]]; then
+    command -v dpkg-scanpackages >/dev/null || apt-get install -y -qq --no-install-recommends dpkg-dev </dev/null
+    install -d -m 0755 "$(dirname "$DEB_DIR")"
     rootfs="$(mktemp -d /var/tmp/crdb-tls-rootfs.XXXXXX)"
     trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
     log "building $IMAGE"
-    bootstrap "$INCLUDE" "$rootfs"
+    bootstrap "$INCLUDE" "$rootfs" local_repository
     import_rootfs "$rootfs" "$IMAGE" '["sleep", "infinity"]'
     rm -rf "$rootfs"
     trap - EXIT
@@ -203,20 +246,23 @@ else
 fi
 
 # --- 4. check --------------------------------------------------------------------
-if podman run --rm "$IMAGE" python3 -c 'import cryptography; print(cryptography.__version__)' \
-    >/tmp/crdb-tls-image-check.$$ 2>&1; then
-    log "image $IMAGE works: python3 with cryptography $(cat /tmp/crdb-tls-image-check.$$)"
-    rm -f /tmp/crdb-tls-image-check.$$
-else
-    cat /tmp/crdb-tls-image-check.$$ >&2
-    rm -f /tmp/crdb-tls-image-check.$$
+if ! podman run --rm "$IMAGE" python3 -V >/dev/null 2>&1; then
     if [[ "$IMAGE" == localhost/* ]]; then
-        log "image $IMAGE cannot run python3 -c 'import cryptography'" >&2
+        log "image $IMAGE cannot run python3" >&2
         exit 1
     fi
     # A stock image (debian:bookworm) has no python3: the scenarios' prepare
-    # step must install python3 and python3-cryptography.
-    log "WARNING: $IMAGE has no python3 with cryptography; scenarios must install it"
+    # step must install it.
+    log "WARNING: $IMAGE has no python3; scenarios must install it"
+elif podman run --rm "$IMAGE" python3 -c 'import cryptography' >/dev/null 2>&1; then
+    log "image $IMAGE has python3-cryptography: the scenarios want hosts without it (see 3.)" >&2
+    exit 1
+else
+    log "image $IMAGE works: $(podman run --rm "$IMAGE" python3 -V), no cryptography"
+fi
+if [[ "$IMAGE" == localhost/* ]] && ! grep -q '^Package: python3-cryptography$' "$DEB_DIR/Packages"; then
+    log "$DEB_DIR/Packages does not offer python3-cryptography" >&2
+    exit 1
 fi
 
 

@@ -6,14 +6,14 @@
 # Environment:
 #   VENV                 the virtualenv (default: ./.venv)
 #   COLLECTIONS          where `make install` put crdb.tls (default: ./build/collections)
-#   CRDB_TLS_TEST_IMAGE  image for the scenarios (default localhost/crdb-tls-debian:bookworm-2);
+#   CRDB_TLS_TEST_IMAGE  image for the scenarios (default localhost/crdb-tls-debian:bookworm-3);
 #                        scenarios read it as ${CRDB_TLS_TEST_IMAGE}.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 VENV="${VENV:-$PWD/.venv}"
 COLLECTIONS="${COLLECTIONS:-$PWD/build/collections}"
-export CRDB_TLS_TEST_IMAGE="${CRDB_TLS_TEST_IMAGE:-localhost/crdb-tls-debian:bookworm-2}"
+export CRDB_TLS_TEST_IMAGE="${CRDB_TLS_TEST_IMAGE:-localhost/crdb-tls-debian:bookworm-3}"
 
 log() { printf '[run-molecule] %s\n' "$*"; }
 

@@ -8,6 +8,7 @@ molecule.yml under verifier.env):
   CRDB_TLS_EXPECT_UI   "1" when the nodes must hold ui.crt/ui.key
   CRDB_TLS_ORG_CA      "1" when the CA is an organisational intermediate (leaf files carry it)
   CRDB_TLS_EXTERNAL_SIGNER "1" when that CA signs through a signer command (no CA key on the controller)
+  CRDB_TLS_KEY_LOCATION controller (default) or node (keys made on the hosts, which then need python3-cryptography)
 
 and from molecule itself: MOLECULE_INVENTORY_FILE, MOLECULE_EPHEMERAL_DIRECTORY
 (the controller's PKI dir is <ephemeral>/pki, as the scenarios' group_vars say).
@@ -36,6 +37,7 @@ KEY_OWNER = os.environ.get("CRDB_TLS_KEY_OWNER", "")
 EXPECT_UI = os.environ.get("CRDB_TLS_EXPECT_UI", "") == "1"
 ORG_CA = os.environ.get("CRDB_TLS_ORG_CA", "") == "1"
 EXTERNAL_SIGNER = os.environ.get("CRDB_TLS_EXTERNAL_SIGNER", "") == "1"
+KEY_LOCATION = os.environ.get("CRDB_TLS_KEY_LOCATION", "controller")
 
 CERTS_DIR = "/var/lib/cockroach/certs"
 OWNER = GROUP = "cockroach"

@@ -32,6 +32,21 @@ def test_controller_pki_dir_keeps_the_ca_keys():
         assert oct(os.stat(key).st_mode & 0o777) == "0o600", key
 
 
+# --- hosts ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", m.NODES + m.CLIENTS)
+def test_host_python_has_cryptography_only_where_keys_are_made(name):
+    """The test image is a minimal host (python3, no python3-cryptography); only with keys made on the hosts does
+    the role install the package there (from the local repository molecule/resources/local-apt.yml points apt at)."""
+    host = m.get_host(name)
+    has = host.run("python3 -c 'import cryptography'").rc == 0
+    assert has == (m.KEY_LOCATION == "node"), (name, has, m.KEY_LOCATION)
+    if has:
+        assert m.sh(host, "dpkg-query -W -f '${Status}' python3-cryptography") == "install ok installed"
+        # From the local repository, apt's only source there: nothing else could have provided it.
+        assert m.sh(host, "cat /etc/apt/sources.list").strip() == "deb [trusted=yes] file:/var/lib/crdb-tls-debs ./"
+
+
 # --- nodes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", m.NODES)
