@@ -2,7 +2,8 @@
 # Make podman usable for the molecule scenarios on a Debian 12 machine with no
 # container registry (see docs: tests/scripts/README or the Makefile).
 #
-#  1. apt-get install podman runc debootstrap (only the missing ones).
+#  1. apt-get install podman runc debootstrap dpkg-dev (only the missing ones;
+#     dpkg-dev's dpkg-scanpackages indexes the local package repository of 3.).
 #  2. /etc/containers/containers.conf: runc runtime (crun fails with "cgroups in
 #     hybrid mode not supported") and no default ulimits ("setrlimit ...
 #     Operation not permitted"). Written only if its content differs.
@@ -74,7 +75,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # --- 1. packages -------------------------------------------------------------
 missing=()
-for pkg in podman runc debootstrap; do
+for pkg in podman runc debootstrap dpkg-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -82,7 +83,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq </dev/null
     apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 else
-    log "podman, runc and debootstrap already installed"
+    log "podman, runc, debootstrap and dpkg-dev already installed"
 fi
 
 # --- 2. containers.conf ------------------------------------------------------
@@ -209,16 +210,17 @@ ssh_pid=$!
 # in $DEB_DIR with its Packages index. Called through bootstrap's $3.
 # shellcheck disable=SC2317
 local_repository() {
-    local rootfs="$1" start=$SECONDS tmp
+    local rootfs="$1" start=$SECONDS tmp="$DEB_DIR.new"
     chroot "$rootfs" apt-get update -qq </dev/null
     # debootstrap leaves what it installed in apt's cache: only what apt fetches now goes in the repository.
     rm -f "$rootfs"/var/cache/apt/archives/*.deb
     # shellcheck disable=SC2086  # a list of package names
     chroot "$rootfs" apt-get install -qq -y --no-install-recommends --download-only $DEB_PACKAGES </dev/null
-    tmp="$(mktemp -d "$(dirname "$DEB_DIR")/.debs.XXXXXX")"
+    # Built beside it, then swapped in; what a failed build left there is removed first.
+    rm -rf "$tmp"
+    install -d -m 0755 "$tmp"
     cp "$rootfs"/var/cache/apt/archives/*.deb "$tmp/"
     (cd "$tmp" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null >Packages)
-    chmod 0755 "$tmp"
     rm -rf "$DEB_DIR"
     mv "$tmp" "$DEB_DIR"
     log "local repository $DEB_DIR: $(cd "$DEB_DIR" && printf '%s ' ./*.deb)($((SECONDS - start)) s)"
@@ -231,7 +233,6 @@ fi
 if podman image exists "$IMAGE"; then
     log "image $IMAGE already exists"
 elif [[ "$IMAGE" == localhost/* ]]; then
-    command -v dpkg-scanpackages >/dev/null || apt-get install -y -qq --no-install-recommends dpkg-dev </dev/null
     install -d -m 0755 "$(dirname "$DEB_DIR")"
     rootfs="$(mktemp -d /var/tmp/crdb-tls-rootfs.XXXXXX)"
     trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
@@ -246,7 +247,7 @@ else
 fi
 
 # --- 4. check --------------------------------------------------------------------
-if ! podman run --rm "$IMAGE" python3 -V >/dev/null 2>&1; then
+if ! python_version="$(podman run --rm "$IMAGE" python3 -V 2>&1)"; then
     if [[ "$IMAGE" == localhost/* ]]; then
         log "image $IMAGE cannot run python3" >&2
         exit 1
@@ -258,7 +259,7 @@ elif podman run --rm "$IMAGE" python3 -c 'import cryptography' >/dev/null 2>&1; 
     log "image $IMAGE has python3-cryptography: the scenarios want hosts without it (see 3.)" >&2
     exit 1
 else
-    log "image $IMAGE works: $(podman run --rm "$IMAGE" python3 -V), no cryptography"
+    log "image $IMAGE works: $python_version, no cryptography"
 fi
 if [[ "$IMAGE" == localhost/* ]] && ! grep -q '^Package: python3-cryptography$' "$DEB_DIR/Packages"; then
     log "$DEB_DIR/Packages does not offer python3-cryptography" >&2
